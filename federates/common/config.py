@@ -1,0 +1,310 @@
+"""The scenario schema: one validated description of a whole run.
+
+Every model forbids unknown keys, so a typo fails loudly with its field path. ``load_scenario`` reads a YAML or
+JSON file, applies ``--set PATH=VALUE`` overrides, validates everything and reports every problem at once as a
+:class:`ConfigError` naming the file, the field, the value and the fix.
+
+Relative paths in a scenario (feeder masters, CSVs) are relative to the scenario file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from federates.common.errors import ConfigError
+from federates.prosumer.devices import Location, ProsumerConfig, TariffConfig, TouPeriod
+
+MODES = ("topdown", "netmetering", "layer1", "layer12", "full")
+PRODUCTS = ("reg_up", "reg_down", "spin")
+Mechanism = Literal["auction", "pay_as_bid", "bilateral", "bilateral_admm", "sdr"]
+_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MarketConfig(Model):
+    """Layer I P2P market of a feeder."""
+
+    mechanism: Mechanism = "auction"
+    k: float = Field(0.5, ge=0.0, le=1.0, description="k of the k-double auction price rule")
+    trade_cost_per_kwh: float = Field(
+        0.0, ge=0.0, description="bilateral market: network charge per kWh per unit electrical distance"
+    )
+
+
+class CommunityBatteryConfig(Model):
+    capacity_kwh: float = Field(gt=0)
+    p_max_kw: float = Field(gt=0)
+    soc_init_frac: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class VppConfig(Model):
+    """The feeder's community VPP (Layer II)."""
+
+    min_offer_kw: float = Field(100.0, ge=0.0, description="minimum ancillary offer size (FERC Order 2222)")
+    fee_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="documented platform cost kept from revenue")
+    delivery_risk: float = Field(0.05, ge=0.0, le=1.0)
+    corrective: bool = True
+    community_battery: CommunityBatteryConfig | None = None
+
+
+class PopulationConfig(Model):
+    """How prosumers are generated and placed on the feeder's loads (seeded)."""
+
+    placement: Literal["all"] | int | float | list[str] = Field(
+        20, description='"all" residential loads, a count, a fraction in (0, 1], or a list of load names'
+    )
+    daily_kwh: tuple[float, float] = (6.0, 14.0)
+    pv_share: float = Field(0.8, ge=0.0, le=1.0)
+    pv_kwp: tuple[float, float] = (4.0, 8.0)
+    battery_share: float = Field(0.6, ge=0.0, le=1.0)
+    battery_kwh: tuple[float, float] = (5.0, 13.5)
+    ev_share: float = Field(0.3, ge=0.0, le=1.0)
+    ev_kwh: tuple[float, float] = (6.0, 14.0)
+    dishwasher_share: float = Field(0.5, ge=0.0, le=1.0)
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v):
+        if isinstance(v, bool):
+            raise ValueError("placement must be 'all', a count, a fraction or a list of load names")
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a count of prosumers must be >= 1, got {v}")
+        if isinstance(v, float) and not 0.0 < v <= 1.0:
+            raise ValueError(f"a fraction of loads must be in (0, 1], got {v}")
+        return v
+
+
+class FeederConfig(Model):
+    """One distribution feeder (an OpenDSS model), its prosumers, P2P market and VPP."""
+
+    name: str = Field(pattern=_NAME_PATTERN, description="lower-case identifier; federates are named after it")
+    master: Path = Field(description="OpenDSS master file, relative to the scenario file")
+    prosumers: PopulationConfig = Field(PopulationConfig(), description="how prosumers are generated and placed")
+    market: MarketConfig | None = Field(None, description="overrides the scenario's market for this feeder")
+    vpp: VppConfig = VppConfig()
+    max_iterations: int = Field(100, ge=1, description="OpenDSS max power-flow iterations")
+    max_control_iterations: int = Field(100, ge=1, description="OpenDSS max control iterations")
+    on_nonconvergence: Literal["continue", "stop"] = Field(
+        "continue", description="after the documented retry: flag the step and go on, or stop the run")
+    strict: bool = Field(False, description="raise on a power-balance check failure instead of logging it")
+
+
+class IsoConfig(Model):
+    """The ISO ancillary-services market (Layer II counterpart)."""
+
+    prices: Literal["clear", "csv"] = Field(
+        "clear", description="clear: co-optimised LP with a synthetic conventional stack; csv: historical prices")
+    price_csv: Path | None = Field(None, description="price file (interval_ending, reg_up, reg_down, spin; $/MW-h)")
+    requirement_kw: dict[str, float] = Field({"reg_up": 1500.0, "reg_down": 1500.0, "spin": 2500.0},
+                                             description="ISO requirement per product, kW")
+    conventional_units: int = Field(8, ge=1, description="units in the seeded conventional supply stack")
+    penalty_multiplier: float = Field(2.0, ge=0.0,
+                                      description="penalty = shortfall x clearing price x multiplier x duration")
+    regulation_csv: Path | None = Field(None, description="reserved: regulation signal from a CSV")
+
+    @model_validator(mode="after")
+    def _csv_needed(self):
+        if self.prices == "csv" and self.price_csv is None:
+            raise ValueError("prices: csv needs price_csv: PATH (e.g. an ISO price file with reg_up, reg_down, spin)")
+        unknown = set(self.requirement_kw) - set(PRODUCTS)
+        if unknown:
+            raise ValueError(f"requirement_kw has unknown products {sorted(unknown)}; use {list(PRODUCTS)}")
+        return self
+
+
+class VppMarketConfig(Model):
+    """The inter-VPP market (Layer III)."""
+
+    enabled: bool = Field(True, description="with mode full: run the inter-VPP market")
+    mechanism: Literal["auction", "bilateral"] = Field("auction", description="clearing, reusing Layer I code")
+    physical: Literal["financial", "tie"] = Field(
+        "financial", description="financial: no direct connection, wheeling charge; tie: limited by a tie line")
+    tie_capacity_kw: float = Field(250.0, gt=0.0, description="tie-line capacity (physical: tie)")
+    wheeling_charge_per_kwh: float = Field(0.01, ge=0.0, description="per-kWh charge (physical: financial)")
+
+
+class FederationConfig(Model):
+    """How the federation is split into processes."""
+
+    prosumers_per_federate: int = Field(10, ge=1, description="prosumers hosted by one prosumer federate")
+    broker_port: int = Field(23404, ge=1024, le=65535,
+                             description="broker port for `harmony build`; `harmony run` picks a free one")
+    log_level: Literal["error", "warning", "summary", "connections", "debug"] = Field(
+        "warning", description="HELICS log level of every federate")
+
+
+def _default_tariff() -> TariffConfig:
+    return TariffConfig(
+        retail_tou=[TouPeriod(start_h=0, price_per_kwh=0.12), TouPeriod(start_h=7, price_per_kwh=0.18),
+                    TouPeriod(start_h=17, price_per_kwh=0.30), TouPeriod(start_h=21, price_per_kwh=0.15)],
+        buyback_price_per_kwh=0.04,
+    )
+
+
+class Scenario(Model):
+    """A whole run: when, where, which feeders and prosumers, which markets."""
+
+    name: str = Field("scenario", pattern=_NAME_PATTERN, description="lower-case identifier, names the run")
+    start: datetime = Field(datetime(2024, 6, 21), description="simulated start (local time of the location)")
+    hours: float = Field(24.0, gt=0.0, description="simulated span, a whole number of 5-minute ticks")
+    seed: int = Field(0, description="seed of every random source (weather, loads, signals, placement)")
+    mode: Literal["topdown", "netmetering", "layer1", "layer12", "full"] = Field(
+        "full", description="topdown/netmetering: utility only; layer1: + P2P; layer12: + VPP/ISO; full: + Layer III")
+    location: Location = Field(
+        Location(latitude_deg=35.47, longitude_deg=-97.52, timezone="America/Chicago"),
+        description="site of the prosumers (sun position for PV)")
+    tariff: TariffConfig = Field(default_factory=_default_tariff, description="utility retail and buy-back")
+    market: MarketConfig = Field(MarketConfig(), description="Layer I market of every feeder (a feeder may override)")
+    feeders: list[FeederConfig] = Field(min_length=1, description="one VPP and one P2P market per feeder")
+    iso: IsoConfig = Field(IsoConfig(), description="ISO ancillary market")
+    vpp_market: VppMarketConfig = Field(VppMarketConfig(), description="inter-VPP market (Layer III)")
+    federation: FederationConfig = Field(FederationConfig(), description="process layout of the federation")
+
+    @field_validator("hours")
+    @classmethod
+    def _whole_ticks(cls, v: float) -> float:
+        if round(v * 3600) % 300:
+            raise ValueError(f"hours must be a whole number of 5-minute ticks (e.g. 0.5, 1, 24), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_feeders(self):
+        names = [f.name for f in self.feeders]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"feeder names must be unique, repeated: {dup}")
+        return self
+
+    @property
+    def duration_s(self) -> int:
+        return round(self.hours * 3600)
+
+    def market_of(self, feeder: FeederConfig) -> MarketConfig:
+        return feeder.market or self.market
+
+
+# ---- loading -------------------------------------------------------------------------------------------------
+def read_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping, or raise ConfigError naming the file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read scenario file: {exc.strerror}; check the path", str(path)) from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}", str(path)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of scenario fields (name, feeders, ...)", str(path))
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
+    """Apply ``a.b.0.c=value`` to nested dicts/lists in place; the value is parsed as YAML (numbers, lists...)."""
+    path, sep, raw = assignment.partition("=")
+    if not sep or not path:
+        raise ConfigError(f"{source} {assignment!r}: write PATH=VALUE, e.g. market.mechanism=auction")
+    keys = path.split(".")
+    node: Any = data
+    for depth, key in enumerate(keys[:-1]):
+        node = _child(node, key, keys[: depth + 1], source, create=True)
+    value = yaml.safe_load(raw)
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_index(node, last, keys, source)] = value
+    else:
+        node[last] = value
+
+
+def _child(node: Any, key: str, where: list[str], source: str, create: bool):
+    if isinstance(node, list):
+        return node[_index(node, key, where, source)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{source} {'.'.join(where)}: {where[-2] if len(where) > 1 else 'root'} is not a mapping")
+    if key not in node and create:
+        node[key] = {}
+    return node[key]
+
+
+def _index(node: list, key: str, where: list[str], source: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"{source} {'.'.join(where)}: {key!r} is not an index of a list of {len(node)} items")
+    return int(key)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read, override, validate and resolve a scenario file. Raises ConfigError listing every problem."""
+    path = Path(path).resolve()
+    data = read_mapping(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc) + _raw_path_problems(data, path.parent), str(path)) from None
+    return resolve_paths(scenario, path.parent, str(path))
+
+
+def _raw_path_problems(data: dict[str, Any], base: Path) -> list[str]:
+    """Missing feeder files, found in the raw data, so they are reported with the schema problems."""
+    problems = []
+    feeders = data.get("feeders")
+    for i, feeder in enumerate(feeders if isinstance(feeders, list) else []):
+        master = feeder.get("master") if isinstance(feeder, dict) else None
+        if isinstance(master, str) and not (base / master).is_file():
+            problems.append(_missing(f"feeders.{i}.master", master, base / master))
+    return problems
+
+
+def _missing(where: str, given: str, full: Path) -> str:
+    return (f"{where}: file {given!r} not found (looked at {full.resolve()}); fix the path, "
+            "which is relative to the scenario file")
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling against docs/scenario.md)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{where}: {msg} (got {shown})")
+    return problems
+
+
+def resolve_paths(scenario: Scenario, base: Path, source: str) -> Scenario:
+    """Make every path absolute (relative to ``base``) and check the files exist."""
+    problems = []
+
+    def resolve(p: Path | None, where: str) -> Path | None:
+        if p is None:
+            return None
+        full = (base / p).resolve() if not p.is_absolute() else p
+        if not full.is_file():
+            problems.append(_missing(where, str(p), full))
+        return full
+
+    feeders = [f.model_copy(update={"master": resolve(f.master, f"feeders.{i}.master")})
+               for i, f in enumerate(scenario.feeders)]
+    iso = scenario.iso.model_copy(update={
+        "price_csv": resolve(scenario.iso.price_csv, "iso.price_csv"),
+        "regulation_csv": resolve(scenario.iso.regulation_csv, "iso.regulation_csv"),
+    })
+    if problems:
+        raise ConfigError(problems, source)
+    return scenario.model_copy(update={"feeders": feeders, "iso": iso})

@@ -1,0 +1,124 @@
+"""The only shared module that imports ``helics``: joining, timing, publishing and reading.
+
+A federate shell reads: advance time -> read inputs -> compute (pure) -> record -> publish. This module gives it
+``Shell.steps`` (the federate's phases from :mod:`federates.common.timebase`, granted exactly),
+``Shell.publish``/``Shell.read`` (typed payloads, every exchange logged to the ``exchange`` table), and
+``run_main`` (logging, clean exit, the cause of a failure as the last log line, non-zero exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import helics as h
+
+from federates.common.errors import HarmonyError
+from federates.common.messages import Payload
+from federates.common.recorder import Recorder
+from federates.common.timebase import Phase, Step, schedule
+from federates.common.wiring import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Shell:
+    """A HELICS value federate with declared publications and subscriptions."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.recorder = Recorder(runtime.out_dir, runtime.name)
+        info = h.helicsCreateFederateInfo()
+        h.helicsFederateInfoSetCoreTypeFromString(info, "zmq")
+        h.helicsFederateInfoSetCoreInitString(
+            info, f"--federates=1 --broker_address=tcp://127.0.0.1:{runtime.broker_port}"
+        )
+        h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_UNINTERRUPTIBLE, True)
+        h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_TERMINATE_ON_ERROR, True)
+        h.helicsFederateInfoSetIntegerProperty(info, h.HELICS_PROPERTY_INT_LOG_LEVEL, _log_level(runtime.log_level))
+        self.fed = h.helicsCreateValueFederate(runtime.name, info)
+        self.pubs = {key: h.helicsFederateRegisterGlobalTypePublication(self.fed, key, "string", "")
+                     for key in runtime.publications}
+        self.subs = {key: h.helicsFederateRegisterSubscription(self.fed, key, "") for key in runtime.subscriptions}
+        self.time_s = 0.0
+
+    def steps(self, phases: set[Phase]) -> Iterator[Step]:
+        """Enter executing mode, then yield each of the federate's steps once HELICS grants its time."""
+        h.helicsFederateEnterExecutingMode(self.fed)
+        fault_at = _fault_time(self.runtime.name)
+        for step in schedule(phases, self.runtime.duration_s):
+            if fault_at is not None and step.time_s >= fault_at:
+                raise HarmonyError(f"fault injected by HARMONY_FAULT at t={step.time_s} s")
+            granted = h.helicsFederateRequestTime(self.fed, step.time_s)
+            if abs(granted - step.time_s) > 1e-6:
+                raise HarmonyError(f"{self.runtime.name}: asked for t={step.time_s} s, HELICS granted {granted} s")
+            self.time_s = granted
+            yield step
+            if step.phase == Phase.DISPATCH and step.tick_start_s % 1800 == 0:
+                self.recorder.flush()
+
+    def publish(self, key: str, payload: Payload, target: int) -> None:
+        h.helicsPublicationPublishString(self.pubs[key], payload.dumps())
+        self.recorder.add("exchange", time=self.time_s, federate=self.runtime.name, action="publish", key=key,
+                          target=target)
+
+    def read(self, key: str, cls: type[Payload]) -> Payload | None:
+        """The latest value on ``key`` if it was updated since the last read, else None."""
+        sub = self.subs[key]
+        if not h.helicsInputIsUpdated(sub):
+            return None
+        payload = cls.loads(h.helicsInputGetString(sub))
+        target = getattr(payload, "slot", getattr(payload, "interval", -1))
+        self.recorder.add("exchange", time=self.time_s, federate=self.runtime.name, action="read", key=key,
+                          target=target)
+        return payload
+
+    def __enter__(self) -> Shell:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Flush what was recorded; on failure tell the whole federation, so nobody waits for us forever."""
+        self.recorder.flush()
+        if exc is not None:
+            h.helicsFederateGlobalError(self.fed, 1, f"{self.runtime.name}: {type(exc).__name__}: {exc}")
+        else:
+            h.helicsFederateDisconnect(self.fed)
+        h.helicsFederateFree(self.fed)
+
+
+def _fault_time(name: str) -> float | None:
+    """Fault injection for testing the failure path: ``HARMONY_FAULT=<federate>@<seconds>`` makes that
+    federate fail at that simulated time."""
+    spec = os.environ.get("HARMONY_FAULT", "")
+    who, _, when = spec.partition("@")
+    return float(when) if who == name and when else None
+
+
+def _log_level(name: str) -> int:
+    return {"error": h.HELICS_LOG_LEVEL_ERROR, "warning": h.HELICS_LOG_LEVEL_WARNING,
+            "summary": h.HELICS_LOG_LEVEL_SUMMARY, "connections": h.HELICS_LOG_LEVEL_CONNECTIONS,
+            "debug": h.HELICS_LOG_LEVEL_DEBUG}.get(name, h.HELICS_LOG_LEVEL_WARNING)
+
+
+def run_main(body: Callable[[str], None], description: str) -> None:
+    """Entry point of a federate process: ``python -m federates.<kind> --config FILE``.
+
+    On failure the cause is the last log line and the process exits with status 1, so ``helics run`` (which
+    prints a failed federate's last log lines) and ``harmony run`` tell the user what failed.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="federate config JSON written by `harmony build`")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        body(args.config)
+    except Exception as exc:  # noqa: BLE001 - the last line must say why, whatever it was
+        log.exception("federate failed")
+        log.error("FAILED: %s: %s", type(exc).__name__, exc)
+        h.helicsCloseLibrary()
+        sys.exit(1)
+    h.helicsCloseLibrary()

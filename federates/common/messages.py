@@ -1,0 +1,197 @@
+"""Typed payloads exchanged over HELICS, and the project's one sign convention.
+
+SIGN CONVENTION. Every net power is positive when it is injected into the distribution network by the named
+element: a prosumer's ``p_kw``/``grid_kw`` > 0 is export and < 0 import; ``battery_kw`` > 0 is discharge;
+``pv_kw``, ``load_kw`` and ``flex_kw`` are non-negative magnitudes; the feeder head ``p_head_kw`` > 0 means the
+substation supplies the feeder. Market energies (``energy_kwh``) are non-negative with an explicit side, except
+``net_kwh`` positions, which are positive when the participant bought (received) energy.
+
+UNITS. Powers in kW, energies in kWh, voltages in per unit, Layer I/III prices in $/kWh, ancillary capacity
+prices in $/MW-h (as ISOs publish them), times in seconds since the scenario start.
+
+Each payload travels as a JSON string on a HELICS value publication of type ``string``. ``docs/helics_keys.md``
+lists every key, its publisher, its subscribers and its payload.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Payload(BaseModel):
+    """Base of every wire payload: strict fields, JSON on the wire."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def dumps(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def loads(cls, text: str):
+        return cls.model_validate_json(text)
+
+
+# ---- prosumers -> feeder, VPP -------------------------------------------------------------------------------
+class Injections(Payload):
+    """Net injection of each prosumer for interval ``interval`` (+ = export), kW. Key ``<prosumer fed>/injections``."""
+
+    time_s: float
+    interval: int
+    p_kw: dict[str, float]
+
+
+class OrderMsg(Payload):
+    order_id: str
+    participant: str
+    side: str
+    energy_kwh: float
+    limit_price_per_kwh: float
+
+
+class OrderBook(Payload):
+    """Layer I orders for ``slot`` from one prosumer federate. Key ``<prosumer fed>/orders``."""
+
+    time_s: float
+    slot: int
+    sender: str
+    orders: list[OrderMsg]
+
+
+class MemberPlan(Payload):
+    """A prosumer's plan for one Layer I slot and the flexibility it offers its VPP."""
+
+    member: str
+    slot: int
+    planned_p_kw: tuple[float, float]  # planned net injection for the two 15-minute halves
+    up_kw: float
+    down_kw: float
+    price_per_kwh: float
+
+
+class Plans(Payload):
+    """Plans after Layer I commitments. Key ``<prosumer fed>/plans``."""
+
+    time_s: float
+    slot: int
+    plans: list[MemberPlan]
+
+
+# ---- feeder -> VPP, ISO ----------------------------------------------------------------------------------------
+class ViolationMsg(Payload):
+    kind: str  # "overvoltage" | "undervoltage" | "overload"
+    element: str
+    value: float
+    limit: float
+    prosumer: str | None = None
+
+
+class FeederStateMsg(Payload):
+    """Power-flow result for interval ``interval``. Key ``feeder_<name>/state``."""
+
+    time_s: float
+    interval: int
+    feeder: str
+    converged: bool
+    v_pu: dict[str, float]  # per prosumer, worst-phase service voltage
+    v_min_pu: float
+    v_max_pu: float
+    p_head_kw: float
+    q_head_kvar: float
+    losses_kw: float
+    max_loading_pct: float
+    members_p_kw: float  # metered net injection of all prosumers on the feeder
+    violations: list[ViolationMsg]
+
+
+# ---- VPP <-> prosumers -----------------------------------------------------------------------------------------
+class Positions(Payload):
+    """Cleared Layer I positions for ``slot``: net kWh per prosumer (+ = bought). Key ``vpp_<feeder>/positions``."""
+
+    time_s: float
+    slot: int
+    net_kwh: dict[str, float]
+    clearing_price_per_kwh: float | None = None
+
+
+class ReserveCommitments(Payload):
+    """Members' share of the VPP's ancillary awards for Layer II ``slot``. Key ``vpp_<feeder>/reserve``."""
+
+    time_s: float
+    slot: int
+    up_kw: dict[str, float]
+    down_kw: dict[str, float]
+
+
+class SetpointMsg(Payload):
+    delta_p_kw: float = 0.0
+    max_export_kw: float | None = None
+    max_import_kw: float | None = None
+
+
+class Setpoints(Payload):
+    """Setpoints for interval ``interval`` (ancillary delivery + corrective caps). Key ``vpp_<feeder>/setpoints``."""
+
+    time_s: float
+    interval: int
+    setpoints: dict[str, SetpointMsg]
+
+
+# ---- VPP <-> ISO -----------------------------------------------------------------------------------------------
+class AncillaryOffer(Payload):
+    """A VPP's offers for Layer II ``slot``. Key ``vpp_<feeder>/offers``."""
+
+    time_s: float
+    slot: int
+    vpp: str
+    offered_kw: dict[str, float]
+    offer_price_per_mw_h: dict[str, float]
+    baseline_p_kw: float  # the members' planned net injection for the slot; delivery is measured against it
+
+
+class Awards(Payload):
+    """ISO clearing of Layer II ``slot``. Key ``iso/awards``."""
+
+    time_s: float
+    slot: int
+    clearing_price_per_mw_h: dict[str, float]
+    awarded_kw: dict[str, dict[str, float]]  # vpp -> product -> kW
+
+
+class DispatchSignal(Payload):
+    """ISO dispatch for interval ``interval``: regulation in [-1, 1] (+ = up) and spinning-reserve deployment
+    fraction in [0, 1]. Key ``iso/dispatch``."""
+
+    time_s: float
+    interval: int
+    regulation: float
+    spin_deployed: float
+
+
+# ---- VPPs <-> inter-VPP market ---------------------------------------------------------------------------------
+class L3Order(Payload):
+    """A VPP's Layer III orders for interval ``interval``, one book per direction: ``up`` trades more
+    injection (a buyer is short of up-delivery), ``down`` trades less injection. Key ``vpp_<feeder>/l3_orders``."""
+
+    time_s: float
+    interval: int
+    vpp: str
+    up: list[OrderMsg]
+    down: list[OrderMsg]
+
+
+class TradeMsg(Payload):
+    buyer: str
+    seller: str
+    energy_kwh: float
+    price_per_kwh: float
+    fee_per_kwh: float = 0.0
+    direction: str = ""
+
+
+class L3Result(Payload):
+    """Cleared Layer III interval. Key ``vpp_market/results``."""
+
+    time_s: float
+    interval: int
+    trades: list[TradeMsg]
+    credit_kwh: dict[str, float]  # per VPP: injection credited to its delivery (+ = others injected for it)

@@ -1,0 +1,29 @@
+"""Declared result tables: every table's columns, written once.
+
+Federates append rows to per-federate parts (``RUN/parts/<federate>/<table>.csv``); ``harmony collect`` (run
+automatically by ``harmony run``) merges them into ``RUN/results/<table>.csv``. Units are in the column names
+except where an issue fixed the name (``offer_price`` and ``clearing_price`` are $/MW-h, ``amount`` is $).
+``time`` is seconds since the scenario start.
+"""
+
+from __future__ import annotations
+
+TABLES: dict[str, tuple[str, ...]] = {
+    # Layer I order books (side: buy | sell) and every trade of every layer (layer: 1, 2 or 3)
+    "bids": ("time", "slot", "market", "participant", "side", "energy_kwh", "limit_price_per_kwh", "accepted",
+             "reason"),
+    "trades": ("time", "slot", "layer", "market", "buyer", "seller", "energy_kwh", "price_per_kwh"),
+    # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
+    "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
+                  "delivered_kw", "performance", "penalty"),
+    "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
+                     "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "message"),
+    "voltages": ("time", "feeder", "prosumer", "v_pu"),
+    "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",
+                       "grid_kw", "curtailed_kw", "p2p_commit_kw", "reserve_up_kw", "reserve_down_kw",
+                       "delta_p_kw", "unmet_flex_kwh"),
+    "corrective": ("time", "feeder", "prosumer", "kind", "value", "max_export_kw", "max_import_kw"),
+    "ledger": ("time", "participant", "counterparty", "item", "energy_kwh", "amount"),
+    # every value a federate published or read, for the timing tests and for debugging
+    "exchange": ("time", "federate", "action", "key", "target"),
+}

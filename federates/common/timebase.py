@@ -1,0 +1,145 @@
+"""The federation's clock: HELICS seconds <-> slot indices <-> phases of the 5-minute tick.
+
+HELICS time is seconds since the scenario start. The feeder and real-time dispatch run on 5-minute ticks
+(``TICK_S``); Layer I clears every 30 minutes (``L1_PERIOD_S``) for the slot 30 minutes ahead, Layer II every
+15 minutes (``L2_PERIOD_S``) for the slot 15 minutes ahead, Layer III every 5 minutes (``L3_PERIOD_S``) for the
+interval 5 minutes ahead.
+
+Inside each tick ``tau = n * TICK_S`` the federates act at integer-second offsets (:class:`Phase`). A value
+published at ``tau + k`` is read by its subscribers at ``tau + j`` with ``j > k``: HELICS only grants a later
+time once every publisher has moved past the earlier one, so nothing arrives one step late and nothing is read
+before it is written. ``docs/timing.md`` shows one whole 30-minute cycle.
+
+Every federate asks for exactly the times of its own phases (:func:`schedule`), in order, as an
+uninterruptible federate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+TICK_S = 300
+L1_PERIOD_S = 1800
+L2_PERIOD_S = 900
+L3_PERIOD_S = 300
+
+
+class Cadence(IntEnum):
+    """How often a phase happens, in seconds."""
+
+    TICK = TICK_S
+    L2 = L2_PERIOD_S
+    L1 = L1_PERIOD_S
+
+
+class Phase(IntEnum):
+    """Second offsets inside a 5-minute tick ``tau``; the value is the offset in seconds.
+
+    Interval ``n`` is ``[tau, tau + 300)``. Layer I slot ``m`` is ``[m * 1800, (m + 1) * 1800)``; Layer II
+    slot ``q`` is ``[q * 900, (q + 1) * 900)``.
+    """
+
+    DISPATCH = 0    # prosumers: real-time dispatch of interval n; publish net injections (feeder, VPP meter)
+    PHYSICS = 1     # feeder: power flow of interval n; publish voltages, head power, violations, metered power
+    MEASURE = 2     # ISO: settle interval n from metered power; VPP: read feeder state, plan corrective action
+    L1_BID = 3      # (every 30 min) prosumers: decide and post P2P orders for slot m + 1
+    L1_CLEAR = 4    # (every 30 min) VPP: clear the feeder's P2P market for slot m + 1; publish positions
+    L1_COMMIT = 5   # (every 30 min) prosumers: take positions as commitments, re-plan, post plans + flexibility
+    L2_OFFER = 6    # (every 15 min) VPP: aggregate the overflow of slot q + 1; post ancillary offers to the ISO
+    L2_CLEAR = 7    # (every 15 min) ISO: clear the ancillary market for slot q + 1; publish awards and prices
+    L2_AWARD = 8    # (every 15 min) VPP: disaggregate awards into members' reserve commitments
+    L3_SIGNAL = 9   # ISO: dispatch signal (regulation, reserve deployment) for interval n + 1
+    L3_ORDER = 10   # VPP: forecast delivery vs commitment for interval n + 1; post Layer III orders
+    L3_CLEAR = 11   # inter-VPP market: clear interval n + 1; publish trades
+    SETPOINT = 12   # VPP: members' setpoints for interval n + 1 (ancillary delivery + corrective caps)
+
+
+CADENCE: dict[Phase, Cadence] = {
+    Phase.DISPATCH: Cadence.TICK,
+    Phase.PHYSICS: Cadence.TICK,
+    Phase.MEASURE: Cadence.TICK,
+    Phase.L1_BID: Cadence.L1,
+    Phase.L1_CLEAR: Cadence.L1,
+    Phase.L1_COMMIT: Cadence.L1,
+    Phase.L2_OFFER: Cadence.L2,
+    Phase.L2_CLEAR: Cadence.L2,
+    Phase.L2_AWARD: Cadence.L2,
+    Phase.L3_SIGNAL: Cadence.TICK,
+    Phase.L3_ORDER: Cadence.TICK,
+    Phase.L3_CLEAR: Cadence.TICK,
+    Phase.SETPOINT: Cadence.TICK,
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One granted time of a federate: which phase, and where it sits on every clock."""
+
+    time_s: int
+    phase: Phase
+
+    @property
+    def tick_start_s(self) -> int:
+        return self.time_s - int(self.phase)
+
+    @property
+    def interval(self) -> int:
+        """Index of the 5-minute interval this tick starts (interval n = [n*300, (n+1)*300))."""
+        return self.tick_start_s // TICK_S
+
+    @property
+    def l1_slot(self) -> int:
+        """Layer I slot being bid or cleared at this gate: the slot 30 minutes ahead."""
+        return self.tick_start_s // L1_PERIOD_S + 1
+
+    @property
+    def l2_slot(self) -> int:
+        """Layer II slot being offered or awarded at this gate: the slot 15 minutes ahead."""
+        return self.tick_start_s // L2_PERIOD_S + 1
+
+
+def schedule(phases: set[Phase] | frozenset[Phase], duration_s: int) -> Iterator[Step]:
+    """Yield every step of the given phases in time order, for ticks that start before ``duration_s``.
+
+    Phases that prepare a later slot (bids, offers, orders, setpoints) are skipped when that slot would start
+    at or after the end of the run: nobody would use the result.
+    """
+    if duration_s <= 0 or duration_s % TICK_S:
+        raise ValueError(f"duration_s must be a positive multiple of {TICK_S} s, got {duration_s}")
+    for tick in range(0, duration_s, TICK_S):
+        for phase in sorted(phases):
+            cadence = int(CADENCE[phase])
+            if tick % cadence:
+                continue
+            step = Step(tick + int(phase), phase)
+            if _prepares_future(phase) and _target_start_s(step) >= duration_s:
+                continue
+            yield step
+
+
+def _prepares_future(phase: Phase) -> bool:
+    return phase >= Phase.L1_BID
+
+
+def _target_start_s(step: Step) -> int:
+    """Start time of the slot or interval that a preparing phase works for."""
+    cadence = CADENCE[step.phase]
+    if cadence is Cadence.L1:
+        return step.l1_slot * L1_PERIOD_S
+    if cadence is Cadence.L2:
+        return step.l2_slot * L2_PERIOD_S
+    return (step.interval + 1) * TICK_S
+
+
+def l1_slot_of(time_s: float) -> int:
+    return int(time_s // L1_PERIOD_S)
+
+
+def l2_slot_of(time_s: float) -> int:
+    return int(time_s // L2_PERIOD_S)
+
+
+def interval_of(time_s: float) -> int:
+    return int(time_s // TICK_S)

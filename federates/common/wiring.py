@@ -1,0 +1,130 @@
+"""Per-federate configurations and the federation's wiring (who publishes and subscribes what).
+
+``runner.build`` turns a scenario into one of these per federate and checks the wiring before anything runs:
+every subscription must be matched by exactly one publication. HELICS keys are the publishing federate's name
+followed by ``/`` and the topic, e.g. ``prosumers_suburb_0/injections`` (see ``docs/helics_keys.md``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from federates.common.config import (
+    FeederConfig,
+    IsoConfig,
+    MarketConfig,
+    VppConfig,
+    VppMarketConfig,
+)
+from federates.common.errors import WiringError
+from federates.prosumer.devices import Location, ProsumerConfig, TariffConfig
+
+Mode = Literal["topdown", "netmetering", "layer1", "layer12", "full"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Runtime(Model):
+    """What every federate needs to join the federation and record results."""
+
+    name: str
+    kind: Literal["feeder", "prosumer", "vpp", "iso", "vpp_market"]
+    broker_port: int
+    log_level: str = "warning"
+    start: datetime
+    duration_s: int
+    seed: int
+    mode: Mode = "full"
+    out_dir: Path
+    publications: list[str] = Field(default_factory=list)
+    subscriptions: list[str] = Field(default_factory=list)
+
+
+class FeederFederate(Model):
+    runtime: Runtime
+    feeder: FeederConfig
+    prosumer_loads: dict[str, str]          # prosumer -> OpenDSS load name
+    injection_keys: list[str]                # one per prosumer federate of this feeder
+
+
+class ProsumerFederate(Model):
+    runtime: Runtime
+    feeder: str
+    vpp: str
+    prosumers: list[ProsumerConfig]
+    tariff: TariffConfig
+    location: Location
+
+
+class VppFederate(Model):
+    runtime: Runtime
+    feeder: str
+    members: dict[str, str]                  # prosumer -> hosting prosumer federate
+    prosumer_feds: list[str]
+    market: MarketConfig
+    vpp: VppConfig
+    tariff: TariffConfig
+    penalty_multiplier: float
+    l3_enabled: bool
+    trade_distance: dict[str, float] = Field(default_factory=dict)   # prosumer -> electrical distance (pu drop)
+
+
+class IsoFederate(Model):
+    runtime: Runtime
+    iso: IsoConfig
+    vpps: list[str]
+
+
+class VppMarketFederate(Model):
+    runtime: Runtime
+    market: VppMarketConfig
+    vpps: list[str]
+
+
+FederateConfig = FeederFederate | ProsumerFederate | VppFederate | IsoFederate | VppMarketFederate
+
+
+def check_wiring(configs: list[FederateConfig]) -> None:
+    """Every subscription has exactly one publication; keys are unique. Reports every problem at once."""
+    problems: list[str] = []
+    publishers: dict[str, list[str]] = {}
+    for cfg in configs:
+        for key in cfg.runtime.publications:
+            publishers.setdefault(key, []).append(cfg.runtime.name)
+    for key, names in publishers.items():
+        if len(names) > 1:
+            problems.append(f"key {key!r} is published by {len(names)} federates {names}; keys must be unique")
+    names = [c.runtime.name for c in configs]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"federate name {dup!r} is used more than once")
+    for cfg in configs:
+        for key in cfg.runtime.subscriptions:
+            if key not in publishers:
+                problems.append(f"{cfg.runtime.name} subscribes to {key!r}, which nobody publishes")
+    if problems:
+        raise WiringError(problems, "federation wiring")
+
+
+def load_federate_config(path: str | Path, cls: type[Model]) -> Model:
+    """Read a federate's JSON config (written by ``harmony build``); relative paths are relative to the file."""
+    path = Path(path).resolve()
+    cfg = cls.model_validate_json(path.read_text())
+    out_dir = cfg.runtime.out_dir
+    if not out_dir.is_absolute():
+        cfg.runtime.out_dir = (path.parent / out_dir).resolve()
+    feeder = getattr(cfg, "feeder", None)
+    if isinstance(feeder, FeederConfig) and not feeder.master.is_absolute():
+        feeder.master = (path.parent / feeder.master).resolve()
+    iso = getattr(cfg, "iso", None)
+    if isinstance(iso, IsoConfig):
+        for key in ("price_csv", "regulation_csv"):
+            value = getattr(iso, key)
+            if value is not None and not value.is_absolute():
+                setattr(iso, key, (path.parent / value).resolve())
+    return cfg

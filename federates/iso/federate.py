@@ -1,0 +1,77 @@
+"""ISO ancillary-market federate: clears every 15 minutes, signals and settles every 5 minutes."""
+
+from __future__ import annotations
+
+from federates.common.helics_shell import Shell
+from federates.common.messages import AncillaryOffer, Awards, DispatchSignal, FeederStateMsg, L3Result
+from federates.common.timebase import Phase, Step
+from federates.common.wiring import IsoFederate, load_federate_config
+from federates.iso.operator import IsoOperator
+
+
+def main(config_path: str) -> None:
+    cfg: IsoFederate = load_federate_config(config_path, IsoFederate)
+    rt = cfg.runtime
+    iso = IsoOperator(cfg.iso, cfg.vpps, rt.start, rt.duration_s, rt.seed)
+    l3 = "vpp_market/results" in rt.subscriptions
+    credits: dict[int, dict[str, float]] = {}
+    offers: dict[int, dict[str, AncillaryOffer]] = {}
+    with Shell(rt) as shell:
+        for step in shell.steps({Phase.MEASURE, Phase.L2_CLEAR, Phase.L3_SIGNAL}):
+            if step.phase == Phase.MEASURE:
+                if l3:
+                    result = shell.read("vpp_market/results", L3Result)
+                    if result is not None:
+                        credits[result.interval] = result.credit_kwh
+                _settle(shell, iso, cfg.vpps, step, credits.get(step.interval, {}), offers)
+            elif step.phase == Phase.L2_CLEAR:
+                got = [o for v in cfg.vpps if (o := shell.read(f"{v}/offers", AncillaryOffer)) is not None
+                       and o.slot == step.l2_slot]
+                offers[step.l2_slot] = {o.vpp: o for o in got}
+                clearing = iso.clear(step.l2_slot, got)
+                _record_awards(shell, step, clearing, offers[step.l2_slot])
+                shell.publish("iso/awards", Awards(time_s=step.time_s, slot=step.l2_slot,
+                                                   clearing_price_per_mw_h=clearing.prices,
+                                                   awarded_kw=clearing.awards), target=step.l2_slot)
+            else:
+                reg, spin = iso.signal(step.interval + 1)
+                shell.publish("iso/dispatch", DispatchSignal(time_s=step.time_s, interval=step.interval + 1,
+                                                             regulation=reg, spin_deployed=spin),
+                              target=step.interval + 1)
+
+
+def _record_awards(shell: Shell, step: Step, clearing, offers: dict[str, AncillaryOffer]) -> None:
+    for vpp, offer in offers.items():
+        for product, kw in offer.offered_kw.items():
+            shell.recorder.add("ancillary", time=step.time_s, slot=step.l2_slot, vpp=vpp, product=product,
+                               offered_kw=kw, offer_price=offer.offer_price_per_mw_h.get(product, 0.0),
+                               awarded_kw=clearing.awards.get(vpp, {}).get(product, 0.0),
+                               clearing_price=clearing.prices.get(product, 0.0), delivered_kw=float("nan"),
+                               performance=float("nan"), penalty=0.0)
+
+
+def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits: dict[str, float],
+            offers: dict) -> None:
+    for vpp in vpps:
+        feeder = vpp.removeprefix("vpp_")
+        state = shell.read(f"feeder_{feeder}/state", FeederStateMsg)
+        if state is None:
+            continue
+        out = iso.settle(step.interval, vpp, state.members_p_kw, credits.get(vpp, 0.0))
+        if out is None:
+            continue
+        settlement, required, delivered = out
+        clearing = iso.cleared[step.interval // 3]
+        for p in settlement.capacity_payment:
+            shell.recorder.add("ancillary", time=step.tick_start_s, slot=step.interval // 3, vpp=vpp,
+                               product=p, offered_kw=offers.get(step.interval // 3, {}).get(vpp).offered_kw.get(p, 0.0)
+                               if vpp in offers.get(step.interval // 3, {}) else 0.0,
+                               offer_price=float("nan"), awarded_kw=clearing.awards[vpp].get(p, 0.0),
+                               clearing_price=clearing.prices.get(p, 0.0), delivered_kw=delivered[p],
+                               performance=settlement.performance_score[p], penalty=settlement.penalty[p])
+            shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
+                               item=f"ancillary_{p}", energy_kwh=0.0,
+                               amount=settlement.performance_payment[p])
+            if settlement.penalty[p] > 0:
+                shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
+                                   item="penalty", energy_kwh=0.0, amount=-settlement.penalty[p])

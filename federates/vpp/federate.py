@@ -1,0 +1,153 @@
+"""Community VPP federate: the feeder's P2P platform (Layer I), ancillary bidder (Layer II), Layer III trader
+and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityVpp`.
+"""
+
+from __future__ import annotations
+
+from federates.common.helics_shell import Shell
+from federates.common.messages import (
+    AncillaryOffer,
+    Awards,
+    DispatchSignal,
+    FeederStateMsg,
+    Injections,
+    L3Order,
+    L3Result,
+    OrderBook,
+    OrderMsg,
+    Plans,
+    Positions,
+    ReserveCommitments,
+    Setpoints,
+)
+from federates.common.timebase import Phase, Step
+from federates.common.wiring import VppFederate, load_federate_config
+from federates.vpp.p2p_market import Order, Submission
+from federates.vpp.platform import CommunityVpp
+
+
+def phases_for(mode: str) -> set[Phase]:
+    phases = {Phase.MEASURE, Phase.L1_CLEAR, Phase.SETPOINT}
+    if mode in ("layer12", "full"):
+        phases |= {Phase.L2_OFFER, Phase.L2_AWARD, Phase.L3_ORDER}
+    return phases
+
+
+class VppShell:
+    def __init__(self, cfg: VppFederate, shell: Shell):
+        self.cfg, self.shell, self.me = cfg, shell, cfg.runtime.name
+        self.vpp = CommunityVpp(name=self.me, members=cfg.members, market=cfg.market, config=cfg.vpp,
+                                tariff=cfg.tariff, penalty_multiplier=cfg.penalty_multiplier,
+                                trade_distance=cfg.trade_distance)
+        self.p_kw: dict[str, float] = {}
+        self.requested_kw: dict[int, float] = {}
+        self.regulation = (0.0, 0.0)
+
+    def hour(self, time_s: float) -> float:
+        start = self.cfg.runtime.start
+        return (start.hour + start.minute / 60 + time_s / 3600) % 24
+
+    def step(self, step: Step) -> None:
+        for fed in self.cfg.prosumer_feds:
+            plans = self.shell.read(f"{fed}/plans", Plans)
+            if plans is not None:
+                self.vpp.take_plans(plans.plans)
+        handler = {Phase.MEASURE: self.measure, Phase.L1_CLEAR: self.clear_layer1, Phase.L2_OFFER: self.offer,
+                   Phase.L2_AWARD: self.award, Phase.L3_ORDER: self.layer3, Phase.SETPOINT: self.setpoints}
+        handler[step.phase](step)
+
+    def measure(self, step: Step) -> None:
+        for fed in self.cfg.prosumer_feds:
+            inj = self.shell.read(f"{fed}/injections", Injections)
+            if inj is not None:
+                self.p_kw.update(inj.p_kw)
+        state = self.shell.read(f"feeder_{self.cfg.feeder}/state", FeederStateMsg)
+        if state is None:
+            return
+        actions = self.vpp.observe(step.interval, state.v_pu, self.p_kw, state.members_p_kw,
+                                   self.requested_kw.get(step.interval, 0.0))
+        for a in actions:
+            self.shell.recorder.add("corrective", time=step.tick_start_s, feeder=self.cfg.feeder,
+                                    prosumer=a.prosumer, kind=a.kind, value=a.v_pu,
+                                    max_export_kw=a.max_export_kw, max_import_kw=a.max_import_kw)
+
+    def clear_layer1(self, step: Step) -> None:
+        submissions = []
+        for fed in self.cfg.prosumer_feds:
+            book = self.shell.read(f"{fed}/orders", OrderBook)
+            if book is None:
+                continue
+            submissions += [Submission(Order(o.order_id, o.participant, o.side, o.energy_kwh,
+                                             o.limit_price_per_kwh, arrival=len(submissions) + i),
+                                       sender=fed, submitted_s=book.time_s) for i, o in enumerate(book.orders)]
+        gate_s = step.tick_start_s + Phase.L1_BID
+        out = self.vpp.clear_layer1(submissions, gate_s, self.hour(step.l1_slot * 1800))
+        rec = self.shell.recorder
+        for o in out.orders:
+            rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=o.participant,
+                    side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
+                    accepted=out.result.matched_kwh.get(o.order_id, 0.0), reason="")
+        for r in out.rejections:
+            rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=r.order.participant,
+                    side=r.order.side, energy_kwh=r.order.energy_kwh,
+                    limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=0.0, reason=r.reason)
+        for t in out.result.trades:
+            rec.add("trades", time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer,
+                    seller=t.seller, energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh)
+        self.shell.publish(f"{self.me}/positions",
+                           Positions(time_s=step.time_s, slot=step.l1_slot, net_kwh=out.net_kwh,
+                                     clearing_price_per_kwh=out.result.clearing_price_per_kwh),
+                           target=step.l1_slot)
+
+    def offer(self, step: Step) -> None:
+        decision, baseline = self.vpp.offers(step.l2_slot, self.hour(step.l2_slot * 900))
+        self.shell.publish(f"{self.me}/offers", AncillaryOffer(
+            time_s=step.time_s, slot=step.l2_slot, vpp=self.me, offered_kw=decision.offers_kw,
+            offer_price_per_mw_h=decision.offer_price_per_mw_h, baseline_p_kw=baseline), target=step.l2_slot)
+
+    def award(self, step: Step) -> None:
+        awards = self.shell.read("iso/awards", Awards)
+        mine = awards.awarded_kw.get(self.me, {}) if awards is not None and awards.slot == step.l2_slot else {}
+        prices = awards.clearing_price_per_mw_h if awards is not None else {}
+        up, down = self.vpp.take_awards(step.l2_slot, mine, prices)
+        self.shell.publish(f"{self.me}/reserve", ReserveCommitments(time_s=step.time_s, slot=step.l2_slot,
+                                                                    up_kw=up, down_kw=down), target=step.l2_slot)
+
+    def layer3(self, step: Step) -> None:
+        signal = self.shell.read("iso/dispatch", DispatchSignal)
+        if signal is not None:
+            self.regulation = (signal.regulation, signal.spin_deployed)
+        nxt = step.interval + 1
+        required = self.vpp.required(nxt, *self.regulation)
+        self.requested_kw[nxt] = required
+        if not self.cfg.l3_enabled:
+            return
+        price = max(self.vpp.prices.get(nxt // 3, {}).values(), default=0.0)
+        needs = self.vpp.layer3_needs(nxt, required, price)
+        books = {"up": [], "down": []}
+        for n in needs:
+            books[n.direction].append(OrderMsg(order_id=f"{self.me}:{nxt}:{n.direction}:{n.side}",
+                                               participant=self.me, side=n.side, energy_kwh=n.energy_kwh,
+                                               limit_price_per_kwh=n.limit_price_per_kwh))
+        self.shell.publish(f"{self.me}/l3_orders", L3Order(time_s=step.time_s, interval=nxt, vpp=self.me,
+                                                           **books), target=nxt)
+
+    def setpoints(self, step: Step) -> None:
+        nxt = step.interval + 1
+        delta = self.requested_kw.get(nxt, 0.0)
+        if self.cfg.l3_enabled:
+            result = self.shell.read("vpp_market/results", L3Result)
+            if result is not None and result.interval == nxt:
+                # energy others inject for us is delivery we need not make; energy we sell we must deliver
+                delta -= result.credit_kwh.get(self.me, 0.0) * 12.0
+        self.requested_kw[nxt] = delta
+        self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt,
+                                                             setpoints=self.vpp.setpoints(nxt, delta)), target=nxt)
+
+
+def main(config_path: str) -> None:
+    cfg: VppFederate = load_federate_config(config_path, VppFederate)
+    with Shell(cfg.runtime) as shell:
+        vpp = VppShell(cfg, shell)
+        for step in shell.steps(phases_for(cfg.runtime.mode)):
+            vpp.step(step)

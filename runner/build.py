@@ -1,0 +1,180 @@
+"""Scenario -> federation: one config per federate, the wiring check, and the ``helics run`` JSON.
+
+Federate names: ``feeder_<f>``, ``prosumers_<f>_<i>``, ``vpp_<f>``, ``iso``, ``vpp_market``. Which federates
+exist depends on the mode: ``topdown``/``netmetering`` run feeders and prosumers only; ``layer1`` adds the
+VPPs (P2P platform and voltage guard); ``layer12`` adds the ISO; ``full`` adds the inter-VPP market.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from federates.common.config import FeederConfig, Scenario
+from federates.common.errors import ConfigError
+from federates.common.wiring import (
+    FeederFederate,
+    FederateConfig,
+    IsoFederate,
+    ProsumerFederate,
+    Runtime,
+    VppFederate,
+    VppMarketFederate,
+    check_wiring,
+)
+from federates.feeder.model import FeederModel
+from federates.prosumer.devices import ProsumerConfig, TariffConfig
+from runner.population import make_prosumers
+
+KIND_MODULE = {"feeder": "federates.feeder", "prosumer": "federates.prosumer", "vpp": "federates.vpp",
+               "iso": "federates.iso", "vpp_market": "federates.vpp_market"}
+
+
+@dataclass
+class PlacedFeeder:
+    feeder: FeederConfig
+    prosumers: list[ProsumerConfig]
+    skipped: dict[str, str]
+    distance: dict[str, float]
+
+
+def place(scenario: Scenario) -> list[PlacedFeeder]:
+    """Compile each feeder once, place its prosumers on loads and measure their electrical distance."""
+    placed = []
+    for feeder in scenario.feeders:
+        model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
+                            max_control_iterations=feeder.max_control_iterations)
+        placement = model.place_prosumers(feeder.prosumers.placement, seed=scenario.seed)
+        if not placement.loads:
+            raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
+                              f"(skipped: {dict(list(placement.skipped.items())[:5])}); name loads explicitly")
+        base = model.solve()
+        model.close()
+        prosumers = make_prosumers(feeder, placement.loads, scenario.seed)
+        distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
+        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance))
+    return placed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Path,
+                     broker_port: int) -> list[FederateConfig]:
+    mode = scenario.mode
+    with_vpp = mode in ("layer1", "layer12", "full")
+    with_iso = mode in ("layer12", "full")
+    with_l3 = mode == "full" and scenario.vpp_market.enabled
+    tariff = _tariff_for(scenario.tariff, mode)
+
+    def runtime(name: str, kind: str, pubs: list[str], subs: list[str]) -> Runtime:
+        return Runtime(name=name, kind=kind, broker_port=broker_port, log_level=scenario.federation.log_level,
+                       start=scenario.start, duration_s=scenario.duration_s, seed=scenario.seed, mode=mode,
+                       out_dir=out_dir, publications=pubs, subscriptions=subs)
+
+    configs: list[FederateConfig] = []
+    vpps = [f"vpp_{p.feeder.name}" for p in placed] if with_vpp else []
+    for p in placed:
+        f = p.feeder.name
+        feeder_fed, vpp = f"feeder_{f}", f"vpp_{f}"
+        size = scenario.federation.prosumers_per_federate
+        chunks = [p.prosumers[i:i + size] for i in range(0, len(p.prosumers), size)]
+        pfeds = [f"prosumers_{f}_{i}" for i in range(len(chunks))]
+        for name, chunk in zip(pfeds, chunks, strict=True):
+            pubs = [f"{name}/injections"] + ([f"{name}/orders", f"{name}/plans"] if with_vpp else [])
+            subs = [f"{vpp}/positions", f"{vpp}/setpoints"] + ([f"{vpp}/reserve"] if with_iso else [])
+            configs.append(ProsumerFederate(runtime=runtime(name, "prosumer", pubs, subs if with_vpp else []),
+                                            feeder=f, vpp=vpp, prosumers=chunk, tariff=tariff,
+                                            location=scenario.location))
+        configs.append(FeederFederate(
+            runtime=runtime(feeder_fed, "feeder", [f"{feeder_fed}/state"], [f"{n}/injections" for n in pfeds]),
+            feeder=p.feeder, prosumer_loads={q.name: q.load_name for q in p.prosumers},
+            injection_keys=[f"{n}/injections" for n in pfeds]))
+        if with_vpp:
+            pubs = [f"{vpp}/positions", f"{vpp}/setpoints"]
+            subs = [f"{feeder_fed}/state"] + [f"{n}/{t}" for n in pfeds for t in ("injections", "orders", "plans")]
+            if with_iso:
+                pubs += [f"{vpp}/offers", f"{vpp}/reserve"]
+                subs += ["iso/awards", "iso/dispatch"]
+            if with_l3:
+                pubs.append(f"{vpp}/l3_orders")
+                subs.append("vpp_market/results")
+            members = {q.name: pf for pf, chunk in zip(pfeds, chunks, strict=True) for q in chunk}
+            configs.append(VppFederate(
+                runtime=runtime(vpp, "vpp", pubs, subs), feeder=f, members=members, prosumer_feds=pfeds,
+                market=scenario.market_of(p.feeder), vpp=p.feeder.vpp, tariff=tariff,
+                penalty_multiplier=scenario.iso.penalty_multiplier, l3_enabled=with_l3,
+                trade_distance=p.distance))
+    if with_iso:
+        subs = [f"{v}/offers" for v in vpps] + [f"feeder_{p.feeder.name}/state" for p in placed]
+        subs += ["vpp_market/results"] if with_l3 else []
+        configs.append(IsoFederate(runtime=runtime("iso", "iso", ["iso/awards", "iso/dispatch"], subs),
+                                   iso=scenario.iso, vpps=vpps))
+    if with_l3:
+        configs.append(VppMarketFederate(
+            runtime=runtime("vpp_market", "vpp_market", ["vpp_market/results"], [f"{v}/l3_orders" for v in vpps]),
+            market=scenario.vpp_market, vpps=vpps))
+    check_wiring(configs)
+    return configs
+
+
+def _tariff_for(tariff: TariffConfig, mode: str) -> TariffConfig:
+    """Net metering credits exports at the retail rate: modelled as buy-back = the lowest retail price."""
+    if mode != "netmetering":
+        return tariff
+    return tariff.model_copy(update={"buyback_price_per_kwh": min(p.price_per_kwh for p in tariff.retail_tou)})
+
+
+def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str, broker_port: int,
+                     portable_root: Path | None = None) -> Path:
+    """Write ``out_dir/federates/<name>.json`` per federate and ``out_dir/federation.json`` for ``helics run``.
+
+    With ``portable_root`` every path inside is written relative to the config files, so the folder can be
+    committed and run from any checkout.
+    """
+    fed_dir = out_dir / "federates"
+    fed_dir.mkdir(parents=True, exist_ok=True)
+    entries = [{"name": "broker", "directory": ".", "host": "localhost",
+                "exec": f"helics_broker -f {len(configs)} --port={broker_port} --loglevel=warning"}]
+    for cfg in configs:
+        path = fed_dir / f"{cfg.runtime.name}.json"
+        data = json.loads(cfg.model_dump_json())
+        if portable_root is not None:
+            _relativise(data, fed_dir)
+        path.write_text(json.dumps(data, indent=1))
+        entries.append({"name": cfg.runtime.name, "directory": ".", "host": "localhost",
+                        "exec": f"python -m {KIND_MODULE[cfg.runtime.kind]} --config federates/{path.name}"})
+    target = out_dir / "federation.json"
+    target.write_text(json.dumps({"name": name, "federates": entries}, indent=2) + "\n")
+    return target
+
+
+def _relativise(data, base: Path) -> None:
+    """Rewrite absolute paths inside a config dict relative to ``base`` (the config file's folder)."""
+    runtime = data["runtime"]
+    runtime["out_dir"] = os.path.relpath(runtime["out_dir"], base)
+    if "feeder" in data and isinstance(data["feeder"], dict):
+        data["feeder"]["master"] = os.path.relpath(data["feeder"]["master"], base)
+    iso = data.get("iso")
+    if iso:
+        for key in ("price_csv", "regulation_csv"):
+            if iso.get(key):
+                iso[key] = os.path.relpath(iso[key], base)
+
+
+def build(scenario: Scenario, out_dir: Path, *, broker_port: int | None = None,
+          portable: bool = False, results_dir: Path | None = None) -> tuple[Path, list[FederateConfig], list]:
+    """Place prosumers, make every federate's config, check the wiring and write the federation."""
+    out_dir = out_dir.resolve()
+    port = broker_port or scenario.federation.broker_port
+    placed = place(scenario)
+    configs = federate_configs(scenario, placed, (results_dir or out_dir).resolve(), port)
+    path = write_federation(configs, out_dir, name=scenario.name, broker_port=port,
+                            portable_root=out_dir if portable else None)
+    return path, configs, placed

@@ -1,0 +1,32 @@
+"""Seeded generation of a feeder's prosumers from its population settings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from federates.common.config import FeederConfig
+from federates.prosumer.devices import BatteryConfig, FlexLoadConfig, LoadConfig, ProsumerConfig, PvConfig
+
+
+def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int) -> list[ProsumerConfig]:
+    """One prosumer per placed load, devices drawn from the population shares and ranges (seeded per feeder)."""
+    pop = feeder.prosumers
+    rng = np.random.default_rng([seed, sum(map(ord, feeder.name))])
+    out = []
+    for i, load in enumerate(loads):
+        pv = PvConfig(kwp=round(rng.uniform(*pop.pv_kwp), 1)) if rng.random() < pop.pv_share else None
+        battery = None
+        if rng.random() < pop.battery_share:
+            kwh = round(rng.uniform(*pop.battery_kwh), 1)
+            battery = BatteryConfig(capacity_kwh=kwh, p_max_kw=round(max(kwh / 2.0, 2.5), 1))
+        flex = []
+        if rng.random() < pop.ev_share:
+            flex.append(FlexLoadConfig(name="ev", energy_kwh=round(rng.uniform(*pop.ev_kwh), 1), earliest_h=17.0,
+                                       deadline_h=23.5, p_max_kw=7.2))
+        if rng.random() < pop.dishwasher_share:
+            flex.append(FlexLoadConfig(name="dishwasher", energy_kwh=1.2, earliest_h=9.0, deadline_h=21.0,
+                                       p_max_kw=1.5))
+        out.append(ProsumerConfig(name=f"{feeder.name}_p{i:03d}", load_name=load,
+                                  load=LoadConfig(daily_kwh=round(rng.uniform(*pop.daily_kwh), 1)),
+                                  pv=pv, battery=battery, flex_loads=flex))
+    return out

@@ -1,0 +1,34 @@
+import pytest
+
+from federates.vpp.delivery import layer3_needs, required_kw, split_pro_rata
+
+
+def test_required_follows_signal_direction():
+    awards = {"reg_up": 100.0, "reg_down": 80.0, "spin": 50.0}
+    assert required_kw(awards, 0.5, 0.0) == pytest.approx(50.0)
+    assert required_kw(awards, -0.25, 0.0) == pytest.approx(-20.0)
+    assert required_kw(awards, 0.0, 1.0) == pytest.approx(50.0)
+
+
+def test_shortfall_is_bought_at_the_penalty_price():
+    # asked 60 kW up, members can give 40 kW, drift -5 kW: expected 35 kW, short 25 kW for 5 min
+    needs = layer3_needs(60.0, 40.0, 30.0, -5.0, period_s=300, penalty_price_per_kwh=0.5,
+                         spare_price_per_kwh=0.05)
+    buy = [n for n in needs if n.side == "buy"]
+    assert len(buy) == 1 and buy[0].direction == "up"
+    assert buy[0].energy_kwh == pytest.approx(25.0 * 300 / 3600)
+    assert buy[0].limit_price_per_kwh == 0.5
+    # no spare up capability is offered while short up; down capability is spare: 30 kW, no drift upward
+    sell = [n for n in needs if n.side == "sell"]
+    assert [(n.direction, round(n.energy_kwh, 6)) for n in sell] == [("down", round(30.0 / 12, 6))]
+
+
+def test_spare_capability_is_offered_when_on_target():
+    needs = layer3_needs(10.0, 40.0, 0.0, 0.0, period_s=300, penalty_price_per_kwh=0.5, spare_price_per_kwh=0.05)
+    assert [(n.direction, n.side, round(n.energy_kwh * 12, 6)) for n in needs] == [("up", "sell", 30.0)]
+
+
+def test_split_pro_rata_sums_and_skips_zero_weights():
+    out = split_pro_rata(30.0, {"a": 1.0, "b": 2.0, "c": 0.0})
+    assert out == pytest.approx({"a": 10.0, "b": 20.0})
+    assert split_pro_rata(5.0, {"a": 0.0}) == {}
