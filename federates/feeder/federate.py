@@ -1,0 +1,71 @@
+"""Feeder physics federate: applies prosumer injections to OpenDSS and publishes the power-flow state.
+
+Every 5 minutes (phase PHYSICS): read net injections -> set loads -> solve -> record -> publish state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from federates.common.errors import ConvergenceError
+from federates.common.helics_shell import Shell
+from federates.common.messages import FeederStateMsg, Injections, ViolationMsg
+from federates.common.timebase import Phase
+from federates.common.wiring import FeederFederate, load_federate_config
+from federates.feeder.model import FeederModel, FeederState
+from federates.feeder.shapes import background_multiplier
+
+log = logging.getLogger(__name__)
+
+
+def main(config_path: str) -> None:
+    cfg: FeederFederate = load_federate_config(config_path, FeederFederate)
+    feeder = cfg.feeder
+    model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
+                        max_control_iterations=feeder.max_control_iterations, strict=feeder.strict)
+    model.place_prosumers(list(cfg.prosumer_loads.values()), seed=cfg.runtime.seed)
+    prosumer_of = {load: p for p, load in cfg.prosumer_loads.items()}
+    injections = dict.fromkeys(cfg.prosumer_loads, 0.0)
+    key = f"{cfg.runtime.name}/state"
+    with Shell(cfg.runtime) as shell:
+        for step in shell.steps({Phase.PHYSICS}):
+            for sub in cfg.injection_keys:
+                msg = shell.read(sub, Injections)
+                if msg is not None:
+                    injections.update(msg.p_kw)
+            model.set_base_multiplier(background_multiplier(cfg.runtime.start, step.tick_start_s))
+            model.set_injections({cfg.prosumer_loads[p]: v for p, v in injections.items()})
+            state = model.solve()
+            members_p_kw = sum(injections.values())
+            _record(shell, feeder.name, state, members_p_kw, prosumer_of)
+            if not state.converged:
+                log.warning("t=%s s: power flow of %s failed: %s", step.tick_start_s, feeder.name, state.message)
+                if feeder.on_nonconvergence == "stop":
+                    raise ConvergenceError(f"feeder {feeder.name} at t={step.tick_start_s} s: {state.message} "
+                                           "(set on_nonconvergence: continue to flag the step and go on)")
+            shell.publish(key, _state_message(step, feeder.name, state, members_p_kw, prosumer_of),
+                          target=step.interval)
+
+
+def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict) -> None:
+    t = shell.time_s - Phase.PHYSICS
+    shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
+                       v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
+                       q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw,
+                       max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
+                       members_p_kw=members_p_kw, message=state.message)
+    for load, v in state.v_pu.items():
+        if load in prosumer_of:
+            shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)
+
+
+def _state_message(step, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict):
+    return FeederStateMsg(
+        time_s=step.time_s, interval=step.interval, feeder=feeder, converged=state.converged,
+        v_pu={prosumer_of[load]: v for load, v in state.v_pu.items() if load in prosumer_of},
+        v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
+        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw, max_loading_pct=state.max_loading_pct,
+        members_p_kw=members_p_kw,
+        violations=[ViolationMsg(kind=v.kind, element=v.element, value=v.value, limit=v.limit,
+                                 prosumer=prosumer_of.get(v.element)) for v in state.violations],
+    )

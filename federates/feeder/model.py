@@ -1,0 +1,673 @@
+"""OpenDSS feeder physics for the co-simulation (no HELICS here; ``federate.py`` is the thin shell).
+
+``FeederModel`` wraps one private OpenDSS engine (an ``opendssdirect`` context) holding one feeder.
+A time step is: ``set_base_multiplier`` (time-of-day shape of the ordinary loads) ->
+``set_injections`` (prosumers' net powers) -> ``solve()`` -> a plain :class:`FeederState`.
+
+SIGN CONVENTION (project-wide): every net power is positive when it is INJECTED INTO THE DISTRIBUTION
+NETWORK by the named element. ``set_injections({"house_h001": 4.2})`` means house h001 exports 4.2 kW;
+-1.5 means it imports 1.5 kW. ``FeederState.p_head_kw`` > 0 means the substation supplies the feeder
+(< 0 is reverse flow into the upstream grid).
+
+How prosumers are modelled (and the limits of it)
+-------------------------------------------------
+A prosumer is an existing OpenDSS ``Load`` whose active power is set to the *net* value:
+``kW = -p_kw`` (a negative load exports). Placement turns the load into constant power (``model=1``)
+and widens its voltage band to [``PROSUMER_VMIN_PU``, ``PROSUMER_VMAX_PU``] so that the injection is
+exactly the commanded one over all realistic voltages (outside that band OpenDSS turns any load into a
+constant impedance, so the injection then scales with V^2; the reported state is still physical because
+all powers are read back from the solution). The house's reactive demand stays at its base kvar times
+the current base multiplier (the PV inverter runs at unity power factor). Not modelled: inverter current
+limits, volt-var / volt-watt control, and which phase the PV sits on other than the load's own phases.
+Reverse flow therefore raises the local voltage as it physically should (tested).
+
+Robustness
+----------
+- The master is loaded with ``redirect`` of its ABSOLUTE path in a fresh engine that may not change the
+  process directory (``AllowChangeDir(False)``); OpenDSS ``DataPath`` (where it writes reports and
+  regulator traces) points to a private temporary directory, so nothing is written into the feeder
+  folder; the process cwd is restored afterwards.
+- A failed solve (exception such as #485 "max control iterations exceeded", not converged, any
+  non-finite or absurd (> 3 pu) voltage, or a prosumer not injecting what was commanded, i.e. a
+  non-physical solution branch) is retried once: re-arm the engine (``set mode=snapshot``; OpenDSS may
+  otherwise refuse later solves, #99), rebuild the load admittances (``set loadmult`` to its own value;
+  loads edited through the API keep the admittance of their previous kW), ``init`` (zero-load start),
+  iteration limits x4 and control-iteration limits x2. If it still fails, ``solve`` returns
+  ``converged=False`` with the reason in ``message`` (``ConvergenceError`` only when ``strict``); the
+  next solve starts from a flat start again.
+- Element powers are read in one call per class through AltDSS batches when the optional ``altdss``
+  package is installed (element by element otherwise; same numbers, slower on large feeders).
+- After every successful solve the power balance is checked: feeder-head power == power consumed by all
+  PC elements (loads, generators, PV, storage) + series losses, within 0.1 % of the gross power flow.
+  A mismatch raises ``PhysicsInvariantError`` when ``strict``, else logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import opendssdirect
+
+from federates.common.errors import ConfigError, ConvergenceError, PhysicsInvariantError
+
+log = logging.getLogger(__name__)
+
+RESIDENTIAL_MAX_KW = 50.0  # a single-phase load up to this size may stand for one or several houses
+SMALL_THREE_PHASE_MAX_KW = 30.0  # a multi-phase load up to this size is a large house / small business
+HOUSE_KW = 5.0  # houses represented by a placed load: ceil(kW / HOUSE_KW)
+PROSUMER_VMIN_PU = 0.7
+PROSUMER_VMAX_PU = 1.3
+BALANCE_REL_TOL = 1e-3  # 0.1 % of the gross power flow
+ABSURD_V_PU = 3.0  # a solved voltage above this is treated as a failed (diverged) solution
+_PC_CLASSES = ("Generators", "PVsystems", "Storages")  # loads are read separately
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """One OpenDSS load as defined in the master file (base values; kW and kvar are consumption)."""
+
+    name: str
+    bus: str
+    phases: int
+    kw: float
+    kvar: float
+    kv: float
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Result of :meth:`FeederModel.place_prosumers`.
+
+    ``loads``: the prosumer load names, in feeder order. ``skipped``: load name -> why it was not placed.
+    ``houses``: prosumer load name -> number of houses it stands for (ceil(kW / 5 kW), at least 1).
+    """
+
+    loads: list[str]
+    skipped: dict[str, str]
+    houses: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A limit violation. ``kind``: "overvoltage" | "undervoltage" (element = load name, value and limit
+    in pu) or "overload" (element = "line.<name>" / "transformer.<name>", value and limit in % of normal
+    amps)."""
+
+    kind: str
+    element: str
+    value: float
+    limit: float
+
+
+@dataclass
+class FeederState:
+    """The solved feeder. Powers in kW/kvar; ``p_head_kw`` > 0 when the substation supplies the feeder.
+
+    ``v_pu``: per load, the service voltage of its worst phase (furthest from 1.0 pu).
+    ``v_min_pu`` / ``v_max_pu``: lowest / highest phase voltage over all load service points.
+    ``bus_v_pu``: per bus, the worst phase voltage (nodes 1-3). When ``converged`` is False the numbers
+    are NaN, the dicts empty and ``message`` says why.
+    """
+
+    converged: bool
+    v_pu: dict[str, float]
+    v_min_pu: float
+    v_max_pu: float
+    p_head_kw: float
+    q_head_kvar: float
+    losses_kw: float
+    max_loading_pct: float
+    violations: list[Violation]
+    bus_v_pu: dict[str, float]
+    message: str
+
+
+def _furthest_from_one(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row, whichever of the lowest / highest phase voltage is further from 1.0 pu."""
+    return np.where(hi - 1.0 > 1.0 - lo, hi, lo)
+
+
+def _padded(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Rows of node indices padded with their own first entry (so min/max/worst are unaffected)."""
+    width = max((len(r) for r in rows), default=1)
+    return np.array([list(r) + [r[0]] * (width - len(r)) for r in rows], dtype=np.intp).reshape(-1, width)
+
+
+class FeederModel:
+    """One OpenDSS feeder in a private engine, stepped by the feeder federate.
+
+    Parameters: ``master_path`` the OpenDSS master file (any folder; it is never written to);
+    ``max_iterations`` / ``max_control_iterations`` the OpenDSS solution limits; ``v_min_pu`` /
+    ``v_max_pu`` the service voltage range (ANSI C84.1 Range A by default); ``strict`` raise
+    ``ConvergenceError`` / ``PhysicsInvariantError`` instead of reporting them.
+    """
+
+    def __init__(
+        self,
+        master_path: str | os.PathLike[str],
+        *,
+        max_iterations: int = 100,
+        max_control_iterations: int = 100,
+        v_min_pu: float = 0.95,
+        v_max_pu: float = 1.05,
+        strict: bool = False,
+    ):
+        self.master_path = Path(master_path).resolve()
+        if not self.master_path.is_file():
+            raise ConfigError(
+                f"feeder master file {self.master_path} does not exist; give the path of a .dss file"
+            )
+        if not 0 < v_min_pu < v_max_pu:
+            raise ConfigError(f"voltage range [{v_min_pu}, {v_max_pu}] pu is empty; use e.g. [0.95, 1.05]")
+        if max_iterations < 1 or max_control_iterations < 1:
+            raise ConfigError(
+                f"max_iterations={max_iterations}, max_control_iterations={max_control_iterations}: "
+                "both must be >= 1"
+            )
+        self.max_iterations = int(max_iterations)
+        self.max_control_iterations = int(max_control_iterations)
+        self.v_min_pu = float(v_min_pu)
+        self.v_max_pu = float(v_max_pu)
+        self.strict = strict
+        self._tmp = tempfile.mkdtemp(prefix="harmony-opendss-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        self._dss = opendssdirect.dss.NewContext()
+        self._compile()
+        self._index_loads()
+        self._index_network()
+        self._multiplier = 1.0
+        self._prosumers: dict[str, int] = {}  # name -> 0-based load index
+        self._p_inj_kw: dict[str, float] = {}
+        self._dirty: set[int] = set()
+        self._kvar_dirty = False
+        self._needs_flat_start = False
+
+    # ------------------------------------------------------------------ setup
+    def _compile(self) -> None:
+        d = self._dss
+        d.Basic.AllowChangeDir(False)
+        d.Basic.AllowEditor(False)
+        d.Basic.AllowForms(False)
+        cwd = os.getcwd()
+        try:
+            d.Text.Command(f'set datapath="{self._tmp}"')
+            # `redirect` keeps DataPath (compile would reset it to the feeder folder) and still resolves
+            # the master's relative includes against the master's own folder.
+            d.Text.Command(f'redirect "{self.master_path}"')
+            d.Text.Command(f'set datapath="{self._tmp}"')
+            d.Text.Command("set mode=snapshot")
+            self._apply_limits(self.max_iterations, self.max_control_iterations)
+        except opendssdirect.dss.DSSException as exc:
+            raise ConfigError(
+                f"OpenDSS could not load {self.master_path}: {exc}. "
+                "Check that the master file compiles in OpenDSS."
+            ) from exc
+        finally:
+            os.chdir(cwd)
+        if d.Circuit.NumBuses() == 0:
+            raise ConfigError(f"{self.master_path} defines no circuit; it needs a `New Circuit.<name>` line")
+
+    def _apply_limits(self, max_iterations: int, max_control_iterations: int) -> None:
+        self._dss.Text.Command(f"set maxiterations={max_iterations} maxcontroliter={max_control_iterations}")
+
+    def _index_loads(self) -> None:
+        d = self._dss
+        infos, nodes, models, vmins, vmaxs = [], [], [], [], []
+        i = d.Loads.First()
+        while i > 0:
+            bus = d.CktElement.BusNames()[0].split(".")[0].lower()
+            infos.append(
+                LoadInfo(
+                    name=d.Loads.Name().lower(),
+                    bus=bus,
+                    phases=int(d.Loads.Phases()),
+                    kw=float(d.Loads.kW()),
+                    kvar=float(d.Loads.kvar()),
+                    kv=float(d.Loads.kV()),
+                )
+            )
+            nodes.append([n for n in d.CktElement.NodeOrder() if n > 0])
+            models.append(int(d.Loads.Model()))
+            vmins.append(float(d.Loads.Vminpu()))
+            vmaxs.append(float(d.Loads.Vmaxpu()))
+            i = d.Loads.Next()
+        self._loads = infos
+        self._load_pos = {info.name: k for k, info in enumerate(infos)}
+        self._load_nodes = nodes
+        self._orig_model = models
+        self._orig_vband = list(zip(vmins, vmaxs, strict=True))
+        self._load_names = [info.name for info in infos]
+
+    def _index_network(self) -> None:
+        d = self._dss
+        node_names = [n.lower() for n in d.Circuit.AllNodeNames()]
+        node_pos = {n: k for k, n in enumerate(node_names)}
+        rows = []
+        for info, nodes in zip(self._loads, self._load_nodes, strict=True):
+            rows.append([node_pos[f"{info.bus}.{n}"] for n in nodes if f"{info.bus}.{n}" in node_pos] or [0])
+        self._load_idx = _padded(rows) if rows else np.zeros((0, 1), dtype=np.intp)
+        bus_rows: dict[str, list[int]] = {}
+        for k, name in enumerate(node_names):
+            bus, _, node = name.rpartition(".")
+            if node in ("1", "2", "3"):
+                bus_rows.setdefault(bus, []).append(k)
+        self._bus_names = list(bus_rows)
+        self._bus_idx = _padded(list(bus_rows.values()))
+        pd_names = [n.lower() for n in d.PDElements.AllNames()]
+        self._pd_mask = np.array([n.startswith(("line.", "transformer.")) for n in pd_names], dtype=bool)
+        self._pd_names = np.array(pd_names, dtype=object)
+        self._other_pc = [getattr(d, c) for c in _PC_CLASSES if getattr(d, c).Count() > 0]
+        self._load_p = np.zeros(len(self._loads))
+        self._inj_now = np.full(len(self._loads), np.nan)
+        self._pros_idx = np.zeros(0, dtype=np.intp)
+        self._pc_total_kw = float("nan")
+        self._v = np.zeros(0)
+        self._load_batch, self._other_batches = _altdss_batches(d)
+        self._n_nodes = len(node_names)
+
+    # ------------------------------------------------------------------ public API
+    def loads(self) -> list[LoadInfo]:
+        """All loads of the feeder with their base (as-defined) values."""
+        return list(self._loads)
+
+    @property
+    def prosumers(self) -> list[str]:
+        """The load names currently acting as prosumers."""
+        return list(self._prosumers)
+
+    def place_prosumers(self, mode: str | int | float | Sequence[str], *, seed: int) -> Placement:
+        """Choose which loads become prosumers (replacing any earlier placement).
+
+        ``mode``: ``"all"`` every eligible load; an ``int`` n: n eligible loads drawn with ``seed``;
+        a ``float`` f in (0, 1]: round(f x eligible) loads drawn with ``seed`` (at least one); a list of load
+        names: those loads (ineligible ones are reported in ``skipped``).
+
+        Eligible (residential-size) loads: kW > 0 (kvar-only loads are reactive equivalents, not houses),
+        not disabled, single-phase with kW <= 50 or multi-phase with kW <= 30; larger loads are MV or
+        commercial equivalents. A placed load above 5 kW stands for ceil(kW / 5) houses (``houses``).
+        """
+        eligible, skipped = self._eligible()
+        chosen = self._choose(mode, eligible, skipped, seed)
+        self._reset_prosumers()
+        d = self._dss
+        for name in chosen:
+            k = self._load_pos[name]
+            d.Loads.Idx(k + 1)
+            d.Loads.Model(1)
+            d.Loads.Vminpu(PROSUMER_VMIN_PU)
+            d.Loads.Vmaxpu(PROSUMER_VMAX_PU)
+            self._prosumers[name] = k
+            self._dirty.add(k)
+        self._pros_idx = np.array(sorted(self._prosumers.values()), dtype=np.intp)
+        self._kvar_dirty = True
+        houses = {n: max(1, math.ceil(self._loads[self._load_pos[n]].kw / HOUSE_KW - 1e-9)) for n in chosen}
+        return Placement(loads=list(chosen), skipped=skipped, houses=houses)
+
+    def set_base_multiplier(self, m: float) -> None:
+        """Scale every non-prosumer load's base kW and kvar by ``m`` (time-of-day shape, >= 0).
+
+        kvar-only loads (kW = 0) keep kW = 0; only their kvar is scaled. Prosumers' reactive demand follows
+        ``m`` too; their active power is what :meth:`set_injections` gives.
+        """
+        if not (math.isfinite(m) and m >= 0):
+            raise ConfigError(
+                f"base multiplier {m!r} must be a finite number >= 0 (1.0 = the feeder's base loads)"
+            )
+        if m != self._multiplier:
+            self._multiplier = float(m)
+            self._dirty.update(range(len(self._loads)))
+            self._kvar_dirty = True
+
+    def set_injections(self, p_kw: Mapping[str, float]) -> None:
+        """Set prosumers' NET active power, positive = export into the network, negative = import (kW).
+
+        Only the given prosumers change; the others keep their last value (initially their base load,
+        i.e. -base kW x multiplier).
+        """
+        problems = []
+        for name, p in p_kw.items():
+            key = name.lower()
+            if key not in self._prosumers:
+                problems.append(
+                    f"{name!r} is not a prosumer load; place it first (prosumers: {self.prosumers})"
+                )
+            elif not math.isfinite(p):
+                problems.append(f"injection of {name!r} is {p!r}; it must be a finite number of kW")
+        if problems:
+            raise ConfigError(problems, source="set_injections")
+        for name, p in p_kw.items():
+            key = name.lower()
+            if self._p_inj_kw.get(key) != p:
+                self._p_inj_kw[key] = float(p)
+                self._dirty.add(self._prosumers[key])
+
+    def fix_taps(self, taps: Mapping[str, float]) -> None:
+        """Fix regulator/transformer taps (per unit, on the controlled winding, default 2) and disable the
+        RegControls acting on those transformers, e.g. to reproduce a published case."""
+        d = self._dss
+        known = {n.lower() for n in d.Transformers.AllNames()}
+        problems = [
+            f"transformer {n!r} not found in {self.master_path.name}" for n in taps if n.lower() not in known
+        ]
+        problems += [
+            f"tap {t!r} of transformer {n!r} must be a per-unit ratio in (0.5, 1.5)"
+            for n, t in taps.items()
+            if not (math.isfinite(t) and 0.5 < t < 1.5)
+        ]
+        if problems:
+            raise ConfigError(problems, source="fix_taps")
+        wanted = {n.lower() for n in taps}
+        winding = {}
+        i = d.RegControls.First()
+        while i > 0:
+            tr = d.RegControls.Transformer().lower()
+            if tr in wanted:
+                winding[tr] = d.RegControls.Winding()
+                d.Text.Command(f"RegControl.{d.RegControls.Name()}.enabled=no")
+            i = d.RegControls.Next()
+        for name, tap in taps.items():
+            d.Text.Command(f"Transformer.{name}.wdg={winding.get(name.lower(), 2)} tap={tap}")
+
+    def solve(self) -> FeederState:
+        """Push the pending load changes, solve the power flow (with one documented retry) and extract."""
+        self._push_loads()
+        ok, message = self._attempt(flat_start=self._needs_flat_start)
+        if not ok:
+            log.warning(
+                "%s: power flow failed (%s); retrying from a flat start", self.master_path.name, message
+            )
+            ok, retry_msg = self._retry()
+            message = f"{message}; retry: {retry_msg}"
+        if not ok:
+            self._needs_flat_start = True
+            text = f"{self.master_path.name}: power flow did not converge after one retry ({message})"
+            if self.strict:
+                raise ConvergenceError(text + "; reduce the injections or raise max_iterations")
+            return self._failed_state(text)
+        self._needs_flat_start = False
+        state = self._extract(message)
+        self._check_balance(state)
+        return state
+
+    def node_voltages_pu(self) -> dict[str, float]:
+        """Per node ("bus.node", lower case) voltage magnitude in pu of the last solve (for validation)."""
+        d = self._dss
+        return dict(zip((n.lower() for n in d.Circuit.AllNodeNames()), d.Circuit.AllBusMagPu(), strict=True))
+
+    def close(self) -> None:
+        """Clear the engine and delete the temporary OpenDSS data folder."""
+        self._dss.Text.Command("clear")
+        self._finalizer()
+
+    # ------------------------------------------------------------------ solving
+    def _push_loads(self) -> None:
+        """Write changed loads to the engine; kvar only when the base multiplier changed."""
+        d, m = self._dss, self._multiplier
+        all_kvar = self._kvar_dirty
+        for k in sorted(self._dirty):
+            info = self._loads[k]
+            d.Loads.Idx(k + 1)
+            if info.name in self._prosumers:
+                inj = self._p_inj_kw.get(info.name, -info.kw * m)
+                self._inj_now[k] = inj
+                d.Loads.kW(-inj)
+            elif info.kw != 0.0:
+                d.Loads.kW(info.kw * m)
+            if all_kvar or info.name not in self._prosumers:
+                d.Loads.kvar(info.kvar * m)
+        self._dirty.clear()
+        self._kvar_dirty = False
+
+    def _attempt(self, *, flat_start: bool) -> tuple[bool, str]:
+        """One solve; True only for a converged, finite solution that delivers the commanded injections."""
+        d = self._dss
+        try:
+            if flat_start:
+                # Re-arm (a failed control loop leaves OpenDSS refusing to solve, #99), rebuild every load's
+                # admittance (loads set through the API keep the one of their previous kW, which after an
+                # absurd value poisons later solves) by re-setting LoadMult, and restart from zero load.
+                d.Text.Command("set mode=snapshot")
+                d.Text.Command(f"set loadmult={d.Solution.LoadMult()!r}")
+                d.Text.Command("init")
+            d.Solution.Solve()
+        except opendssdirect.dss.DSSException as exc:
+            return False, str(exc).replace("\n", " ")
+        if not d.Solution.Converged():
+            return False, f"not converged after {d.Solution.Iterations()} iterations"
+        v = self._v = np.asarray(d.Circuit.AllBusMagPu())
+        if not np.all(np.isfinite(v)) or v.max(initial=0.0) > ABSURD_V_PU:
+            return False, f"non-physical voltages (max {v.max(initial=0.0):.3g} pu)"
+        self._read_pc_powers()
+        return self._check_injections()
+
+    def _read_pc_powers(self) -> None:
+        """Active power drawn by every load (array, load order) and by all PC elements together, kW."""
+        if self._load_batch is not None:
+            self._load_p = self._load_batch.TotalPowers().real if len(self._loads) else np.zeros(0)
+            total = float(self._load_p.sum())
+            for batch in self._other_batches:
+                total += float(batch.TotalPowers().real.sum())
+        else:
+            total = self._read_pc_powers_loop()
+        self._pc_total_kw = total
+
+    def _read_pc_powers_loop(self) -> float:
+        """Element-by-element fallback of :meth:`_read_pc_powers` when AltDSS is not installed."""
+        d = self._dss
+        load_p = self._load_p = np.zeros(len(self._loads))
+        i = d.Loads.First()
+        while i > 0:
+            load_p[i - 1] = sum(d.CktElement.Powers()[0::2])
+            i = d.Loads.Next()
+        total = float(load_p.sum())
+        for cls in self._other_pc:
+            i = cls.First()
+            while i > 0:
+                total += sum(d.CktElement.Powers()[0::2])
+                i = cls.Next()
+        return total
+
+    def _check_injections(self) -> tuple[bool, str]:
+        """Prosumers must inject what was commanded (else their voltage left the constant-power band)."""
+        idx = self._pros_idx
+        actual = -self._load_p[idx]
+        wanted = self._inj_now[idx]
+        bad = ~(np.abs(actual - wanted) <= np.maximum(0.01 * np.abs(wanted), 0.01))
+        if bad.any():
+            k = int(np.argmax(bad))
+            name = self._loads[idx[k]].name
+            return False, (
+                f"non-physical solution: prosumer {name} injects {actual[k]:.3g} kW "
+                f"instead of {wanted[k]:.3g} kW"
+            )
+        return True, "converged"
+
+    def _retry(self) -> tuple[bool, str]:
+        self._apply_limits(self.max_iterations * 4, self.max_control_iterations * 2)
+        try:
+            ok, message = self._attempt(flat_start=True)
+        finally:
+            self._apply_limits(self.max_iterations, self.max_control_iterations)
+        return ok, message if not ok else "converged on retry (re-armed, flat start, more iterations)"
+
+    def _failed_state(self, message: str) -> FeederState:
+        nan = float("nan")
+        return FeederState(False, {}, nan, nan, nan, nan, nan, nan, [], {}, message)
+
+    # ------------------------------------------------------------------ extraction
+    def _extract(self, message: str) -> FeederState:
+        d, v = self._dss, self._v
+        head = d.Circuit.TotalPower()
+        losses_kw = d.Circuit.Losses()[0] / 1000.0
+        pct = np.asarray(d.PDElements.AllPctNorm())[self._pd_mask]
+        # Service points are the load nodes; a feeder without loads reports its bus voltage range.
+        load_v = v[self._load_idx] if len(self._loads) else v[self._bus_idx]
+        lo, hi = load_v.min(axis=1), load_v.max(axis=1)
+        n_loads = len(self._loads)
+        bus_v = v[self._bus_idx]
+        bus_lo, bus_hi = bus_v.min(axis=1), bus_v.max(axis=1)
+        return FeederState(
+            converged=True,
+            v_pu=dict(zip(self._load_names, _furthest_from_one(lo, hi)[:n_loads].tolist(), strict=True)),
+            v_min_pu=float(lo.min()),
+            v_max_pu=float(hi.max()),
+            p_head_kw=-float(head[0]),
+            q_head_kvar=-float(head[1]),
+            losses_kw=float(losses_kw),
+            max_loading_pct=float(pct.max(initial=0.0)),
+            violations=self._violations(lo[:n_loads], hi[:n_loads], pct),
+            bus_v_pu=dict(zip(self._bus_names, _furthest_from_one(bus_lo, bus_hi).tolist(), strict=True)),
+            message=message,
+        )
+
+    def _violations(self, lo: np.ndarray, hi: np.ndarray, pct: np.ndarray) -> list[Violation]:
+        """Voltage violations per load (its worst phase on each side), overloads per line/transformer."""
+        out = []
+        if hi.max(initial=0.0) > self.v_max_pu:
+            for k in np.flatnonzero(hi > self.v_max_pu):
+                out.append(Violation("overvoltage", self._load_names[k], float(hi[k]), self.v_max_pu))
+        if lo.min(initial=np.inf) < self.v_min_pu:
+            for k in np.flatnonzero(lo < self.v_min_pu):
+                out.append(Violation("undervoltage", self._load_names[k], float(lo[k]), self.v_min_pu))
+        if pct.max(initial=0.0) > 100.0:
+            names = self._pd_names[self._pd_mask]
+            for k in np.flatnonzero(pct > 100.0):
+                out.append(Violation("overload", names[k], float(pct[k]), 100.0))
+        return out
+
+    def pc_power_kw(self) -> float:
+        """Active power drawn by all loads, generators, PV systems and storage in the last solve (kW,
+        generation counts negative)."""
+        return self._pc_total_kw
+
+    def _check_balance(self, state: FeederState) -> None:
+        consumed = self._pc_total_kw
+        gap = state.p_head_kw - (consumed + state.losses_kw)
+        scale = max(abs(state.p_head_kw), float(np.abs(self._load_p).sum()), abs(consumed), 1.0)
+        if abs(gap) <= BALANCE_REL_TOL * scale:
+            return
+        text = (
+            f"{self.master_path.name}: power balance off by {gap:.3f} kW (head {state.p_head_kw:.3f} kW, "
+            f"consumption {consumed:.3f} kW, losses {state.losses_kw:.3f} kW); "
+            "the solution is not trustworthy"
+        )
+        if self.strict:
+            raise PhysicsInvariantError(text)
+        log.warning(text)
+
+    # ------------------------------------------------------------------ helpers
+    def _eligible(self) -> tuple[list[str], dict[str, str]]:
+        d, eligible, skipped = self._dss, [], {}
+        for k, info in enumerate(self._loads):
+            d.Loads.Idx(k + 1)
+            reason = _ineligible_reason(info, enabled=d.CktElement.Enabled())
+            if reason:
+                skipped[info.name] = reason
+            else:
+                eligible.append(info.name)
+        return eligible, skipped
+
+    def _choose(self, mode, eligible: list[str], skipped: dict[str, str], seed: int) -> list[str]:
+        if isinstance(mode, str):
+            if mode != "all":
+                raise ConfigError(f"placement mode {mode!r} unknown; use 'all', a count, a fraction or names")
+            return eligible
+        if isinstance(mode, bool) or not isinstance(mode, (int, float, list, tuple)):
+            raise ConfigError(f"placement mode {mode!r} unknown; use 'all', a count, a fraction or names")
+        if isinstance(mode, (list, tuple)):
+            return self._choose_named([str(n).lower() for n in mode], eligible, skipped)
+        if isinstance(mode, int):
+            if not 0 <= mode <= len(eligible):
+                raise ConfigError(f"prosumer count {mode} must be in [0, {len(eligible)}] (eligible loads)")
+            count = mode
+        else:
+            if not 0.0 < mode <= 1.0:
+                raise ConfigError(f"prosumer fraction {mode} must be in (0, 1]")
+            count = max(1, round(mode * len(eligible)))
+        picked = set(random.Random(seed).sample(eligible, count))
+        return [n for n in eligible if n in picked]
+
+    def _choose_named(self, names: list[str], eligible: list[str], skipped: dict[str, str]) -> list[str]:
+        unknown = [n for n in names if n not in self._load_pos]
+        if unknown:
+            raise ConfigError(
+                f"prosumer loads {unknown} not found in {self.master_path.name}; see feeder_info()"
+            )
+        wanted = set(names)
+        for n in list(skipped):
+            if n not in wanted:
+                del skipped[n]
+        return [n for n in eligible if n in wanted]
+
+    def _reset_prosumers(self) -> None:
+        d = self._dss
+        for k in self._prosumers.values():
+            d.Loads.Idx(k + 1)
+            d.Loads.Model(self._orig_model[k])
+            d.Loads.Vminpu(self._orig_vband[k][0])
+            d.Loads.Vmaxpu(self._orig_vband[k][1])
+            self._dirty.add(k)
+        self._prosumers = {}
+        self._p_inj_kw = {}
+        self._inj_now[:] = np.nan
+        self._pros_idx = np.zeros(0, dtype=np.intp)
+
+
+def _altdss_batches(d) -> tuple[object | None, list[object]]:
+    """AltDSS batches (all loads; other non-empty PC classes) to read element powers in one call each,
+    or (None, []) when the optional ``altdss`` package is missing (element-by-element fallback)."""
+    try:
+        alt = d.to_altdss()
+    except ImportError:
+        return None, []
+    others = [getattr(alt, c) for c in ("Generator", "PVSystem", "Storage")]
+    return alt.Load.batch(), [c.batch() for c in others if len(c.batch())]
+
+
+def _ineligible_reason(info: LoadInfo, *, enabled: bool) -> str:
+    """Why a load cannot be a residential prosumer ("" if it can)."""
+    if not enabled:
+        return "disabled in the master file"
+    if info.kw <= 0.0:
+        return f"kvar-only load (kW={info.kw:g}, kvar={info.kvar:g}): a reactive equivalent, not a house"
+    if info.phases == 1 and info.kw > RESIDENTIAL_MAX_KW:
+        return f"single-phase {info.kw:g} kW is above the residential size ({RESIDENTIAL_MAX_KW:g} kW)"
+    if info.phases > 1 and info.kw > SMALL_THREE_PHASE_MAX_KW:
+        return (
+            f"{info.phases}-phase {info.kw:g} kW is above the small multi-phase size "
+            f"({SMALL_THREE_PHASE_MAX_KW:g} kW): an MV / commercial equivalent"
+        )
+    return ""
+
+
+def feeder_info(master_path: str | os.PathLike[str]) -> str:
+    """A readable summary: buses, loads (name, bus, phases, kW), base voltages and the voltage range of a
+    base-case solve."""
+    model = FeederModel(master_path)
+    try:
+        d = model._dss
+        bases = sorted({round(b, 4) for b in d.Settings.VoltageBases()})
+        state = model.solve()
+        lines = [
+            f"feeder {d.Circuit.Name()} ({model.master_path})",
+            f"buses: {d.Circuit.NumBuses()}  nodes: {d.Circuit.NumNodes()}  loads: {len(model.loads())}",
+            f"base voltages (kV L-L): {bases}",
+            f"base case: converged={state.converged} "
+            f"service voltage {state.v_min_pu:.4f}-{state.v_max_pu:.4f} pu, "
+            f"head {state.p_head_kw:.1f} kW / {state.q_head_kvar:.1f} kvar, losses {state.losses_kw:.1f} kW",
+            f"{'load':<20} {'bus':<16} {'phases':>6} {'kW':>9}",
+        ]
+        lines += [f"{x.name:<20} {x.bus:<16} {x.phases:>6} {x.kw:>9.2f}" for x in model.loads()]
+        return "\n".join(lines)
+    finally:
+        model.close()

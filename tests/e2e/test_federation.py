@@ -1,0 +1,113 @@
+"""A short real `helics run` of every federate kind, checked from what was recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from federates.common.config import load_scenario
+from runner.cli import execute, main
+
+pytestmark = pytest.mark.e2e
+SMALL = Path(__file__).with_name("small.yaml")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("e2e") / "small"
+    figures = execute(load_scenario(SMALL), run_dir, show_progress=False)
+    return run_dir, figures
+
+
+def table(run_dir: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "results" / f"{name}.csv")
+
+
+def test_layer1_bids_are_cleared_and_used_before_their_slot(run):
+    run_dir, _ = run
+    ex = table(run_dir, "exchange")
+    for slot in (1, 2):
+        start = slot * 1800
+        orders = ex[(ex.action == "publish") & ex.key.str.endswith("/orders") & (ex.target == slot)]
+        cleared = ex[(ex.action == "publish") & ex.key.str.endswith("/positions") & (ex.target == slot)]
+        used = ex[(ex.action == "read") & ex.key.str.endswith("/positions") & (ex.target == slot)]
+        assert len(orders) == 4 and len(cleared) == 2, f"slot {slot}: every prosumer federate bids, each VPP clears"
+        assert orders.time.max() < cleared.time.min()
+        # every prosumer federate read its VPP's positions, after clearing and before the slot starts
+        assert sorted(used.federate) == sorted(orders.federate)
+        assert cleared.time.max() < used.time.min() and used.time.max() < start
+
+
+def test_layer2_awards_reach_members_before_their_slot(run):
+    run_dir, _ = run
+    ex = table(run_dir, "exchange")
+    for slot in range(1, 6):
+        offers = ex[(ex.action == "publish") & ex.key.str.endswith("/offers") & (ex.target == slot)]
+        awards = ex[(ex.action == "publish") & (ex.key == "iso/awards") & (ex.target == slot)]
+        reserve = ex[(ex.action == "publish") & ex.key.str.endswith("/reserve") & (ex.target == slot)]
+        assert len(offers) == 2 and len(awards) == 1 and len(reserve) == 2
+        assert offers.time.max() < awards.time.min() < reserve.time.min() and reserve.time.max() < slot * 900
+
+
+def test_every_interval_is_dispatched_solved_and_measured(run):
+    run_dir, _ = run
+    feeder = table(run_dir, "feeder_steps")
+    assert sorted(feeder.groupby("feeder").size().tolist()) == [18, 18]
+    assert feeder.converged.all()
+    steps = table(run_dir, "prosumer_steps")
+    assert steps.groupby("prosumer").size().eq(18).all() and steps.prosumer.nunique() == 12
+    # the feeder applied exactly what the prosumers injected
+    injected = steps.groupby(["feeder", "time"]).grid_kw.sum()
+    metered = feeder.set_index(["feeder", "time"]).members_p_kw
+    pd.testing.assert_series_equal(injected.sort_index(), metered.sort_index(), check_names=False)
+
+
+def test_p2p_positions_become_dispatch_commitments(run):
+    run_dir, _ = run
+    trades = table(run_dir, "trades")
+    l1 = trades[trades.layer == 1]
+    assert len(l1) > 0, "midday with PV and batteries: peers must trade"
+    assert (l1.energy_kwh > 0).all()
+    steps = table(run_dir, "prosumer_steps")
+    # the net position (+ bought) spread over the slot is the commitment each prosumer dispatched with
+    for slot in (1, 2):
+        net = (l1[l1.slot == slot].groupby("buyer").energy_kwh.sum()
+               .sub(l1[l1.slot == slot].groupby("seller").energy_kwh.sum(), fill_value=0.0))
+        in_slot = steps[(steps.time >= slot * 1800) & (steps.time < (slot + 1) * 1800)]
+        commit = in_slot.groupby("prosumer").p2p_commit_kw.mean() * 0.5
+        for prosumer, kwh in net.items():
+            assert commit[prosumer] == pytest.approx(kwh, abs=1e-6)
+
+
+def test_results_and_kpis_are_written(run):
+    run_dir, figures = run
+    on_disk = json.loads((run_dir / "kpis.json").read_text())
+    assert on_disk == figures
+    for key in ("total_cost", "p2p_energy_kwh", "ancillary_revenue", "penalties", "unmet_flexible_kwh"):
+        assert key in on_disk
+    assert on_disk["unmet_flexible_kwh"] == 0.0
+
+
+def test_a_failing_federate_stops_the_run_with_its_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARMONY_FAULT", "vpp_rural@1800")
+    result = CliRunner().invoke(main, ["run", str(SMALL), "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 1
+    assert "vpp_rural" in result.output and "fault injected" in result.output
+    # what was recorded before the failure is still readable
+    feeder = pd.read_csv(tmp_path / "r" / "results" / "feeder_steps.csv")
+    assert len(feeder) >= 2 * 6
+
+
+def test_bad_scenario_exits_2_with_every_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nhours: 0.3\nfeeders:\n  - {name: a, master: nope.dss, colour: red}\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "hours" in result.output and "colour" in result.output
+    assert "Traceback" not in result.output
+    assert os.path.basename(str(bad)) in result.output
