@@ -26,7 +26,7 @@ from federates.common.wiring import (
     check_wiring,
 )
 from federates.feeder.model import FeederModel
-from federates.prosumer.devices import ProsumerConfig, TariffConfig
+from federates.prosumer.devices import ProsumerConfig
 from runner.population import make_prosumers
 
 KIND_MODULE = {"feeder": "federates.feeder", "prosumer": "federates.prosumer", "vpp": "federates.vpp",
@@ -71,7 +71,7 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
     with_vpp = mode in ("layer1", "layer12", "full")
     with_iso = mode in ("layer12", "full")
     with_l3 = mode == "full" and scenario.vpp_market.enabled
-    tariff = _tariff_for(scenario.tariff, mode)
+    tariff = scenario.tariff_for_mode()
 
     def runtime(name: str, kind: str, pubs: list[str], subs: list[str]) -> Runtime:
         return Runtime(name=name, kind=kind, broker_port=broker_port, log_level=scenario.federation.log_level,
@@ -122,13 +122,6 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
             market=scenario.vpp_market, vpps=vpps))
     check_wiring(configs)
     return configs
-
-
-def _tariff_for(tariff: TariffConfig, mode: str) -> TariffConfig:
-    """Net metering credits exports at the retail rate: modelled as buy-back = the lowest retail price."""
-    if mode != "netmetering":
-        return tariff
-    return tariff.model_copy(update={"buyback_price_per_kwh": min(p.price_per_kwh for p in tariff.retail_tou)})
 
 
 def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str, broker_port: int,

@@ -87,7 +87,7 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     """Run one scenario into ``run_dir``; raise HarmonyError naming the failed federate(s)."""
     from runner.build import build, free_port
     from runner.launch import failure_report, run_federation
-    from runner.report_data import finish_run
+    from runner.results import finish_run
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -100,7 +100,7 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     started = time.monotonic()
     code = run_federation(fed_json, run_dir, sc.duration_s, show_progress=show_progress)
     wall = time.monotonic() - started
-    figures = finish_run(sc, run_dir, placed, wall_s=wall)
+    figures = finish_run(sc, run_dir, wall_s=wall)
     if code != 0:
         causes = failure_report(run_dir) or [f"helics run exited with status {code}; see {run_dir}/*.log"]
         raise HarmonyError("the federation failed; results so far are in "
@@ -169,10 +169,10 @@ def validate(scenario, hours, seed, feeder, overrides):
 @friendly
 def collect(run_dir, scenario):
     """Merge a run's recorded parts into results/ and write kpis.json (after a plain `helics run`)."""
-    from runner.report_data import finish_run
+    from runner.results import finish_run
 
     sc = load_scenario(Path(scenario) if scenario else DEFAULT_SCENARIO)
-    figures = finish_run(sc, Path(run_dir), None)
+    figures = finish_run(sc, Path(run_dir))
     click.echo(json.dumps(figures, indent=2))
 
 

@@ -37,7 +37,7 @@ def run_federation(federation_json: Path, run_dir: Path, duration_s: int, *, sho
     try:
         while proc.poll() is None:
             time.sleep(1.0)
-            if show_progress:
+            if show_progress and sys.stderr.isatty():
                 done = min(_feeder_rows(run_dir) * 300.0, duration_s)
                 click.echo(f"\r  simulated {_hhmm(done)} / {_hhmm(duration_s)}   "
                            f"wall {time.monotonic() - started:5.0f} s", nl=False, err=True)
@@ -49,7 +49,7 @@ def run_federation(federation_json: Path, run_dir: Path, duration_s: int, *, sho
         if proc.poll() is None:
             proc.kill()
         output = proc.communicate()[0] or ""
-    if show_progress:
+    if show_progress and sys.stderr.isatty():
         click.echo("", err=True)
     if proc.returncode != 0:
         (run_dir / "helics_run.log").write_text(output)

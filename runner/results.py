@@ -1,4 +1,9 @@
-"""Collect every federate's recorded parts into ``RUN/results/<table>.csv`` and compute ``kpis.json``."""
+"""End of a run: merge every federate's parts into ``RUN/results/<table>.csv``, build the ledger, check that
+it balances, and write ``results/prosumer_kpis.csv`` and ``kpis.json``.
+
+KPI definitions (the field's usage): self-consumed energy = PV used on site + energy bought from peers on the
+same feeder; self-sufficiency = self-consumed / demand; self-consumption = self-consumed / production.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from federates.common.config import Scenario
 from federates.common.tables import TABLES
+from runner import ledger as led
 
 TICK_H = 300 / 3600
 
@@ -20,9 +27,9 @@ def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
     out.mkdir(parents=True, exist_ok=True)
     frames = {}
     for table, columns in TABLES.items():
-        parts = sorted((run_dir / "parts").glob(f"*/{table}.csv"))
-        df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True) if parts else pd.DataFrame(
-            columns=list(columns))
+        parts = [pd.read_csv(p) for p in sorted((run_dir / "parts").glob(f"*/{table}.csv"))]
+        parts = [p for p in parts if len(p)]
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
         if len(df):
             df = df.sort_values("time", kind="stable").reset_index(drop=True)
         df.to_csv(out / f"{table}.csv", index=False)
@@ -30,77 +37,95 @@ def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def read_results(run_dir: Path) -> dict[str, pd.DataFrame]:
-    return {t: pd.read_csv(Path(run_dir) / "results" / f"{t}.csv") for t in TABLES}
-
-
-def prosumer_costs(frames: dict[str, pd.DataFrame], tariff, start) -> pd.DataFrame:
-    """Each prosumer's bill: utility energy per 30-minute slot (net of P2P positions) plus P2P payments.
-
-    Per Layer I slot: utility_net_kwh = metered net export + P2P bought - P2P sold; a positive value is
-    credited at the buy-back rate, a negative one charged at the retail rate of that slot.
-    """
-    steps = frames["prosumer_steps"]
+def prosumer_kpis(ledger: pd.DataFrame, steps: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    """Per prosumer: cost (what it paid net of everything it received), energy figures."""
     if steps.empty:
-        return pd.DataFrame(columns=["prosumer", "utility_cost", "p2p_cost", "total_cost"])
-    steps = steps.assign(slot=(steps["time"] // 1800).astype(int), e_kwh=steps["grid_kw"] * TICK_H)
-    metered = steps.groupby(["prosumer", "slot"])["e_kwh"].sum()
-    trades = frames["trades"]
-    l1 = trades[trades["layer"] == 1] if not trades.empty else trades
-    bought = l1.groupby(["buyer", "slot"])["energy_kwh"].sum() if len(l1) else pd.Series(dtype=float)
-    sold = l1.groupby(["seller", "slot"])["energy_kwh"].sum() if len(l1) else pd.Series(dtype=float)
-    utility_net = metered.add(bought.rename_axis(["prosumer", "slot"]), fill_value=0.0).sub(
-        sold.rename_axis(["prosumer", "slot"]), fill_value=0.0)
-    hours = (start.hour + start.minute / 60 + utility_net.index.get_level_values("slot") * 0.5) % 24
-    retail = np.array([tariff.retail_at(h) for h in hours])
-    price = np.where(utility_net.to_numpy() > 0, tariff.buyback_price_per_kwh, retail)
-    utility_cost = (-utility_net * price).groupby(level="prosumer").sum()
-    pay = (l1["energy_kwh"] * l1["price_per_kwh"]) if len(l1) else pd.Series(dtype=float)
-    p2p_cost = (pay.groupby(l1["buyer"]).sum() if len(l1) else pd.Series(dtype=float)).sub(
-        pay.groupby(l1["seller"]).sum() if len(l1) else pd.Series(dtype=float), fill_value=0.0)
-    df = pd.DataFrame({"utility_cost": utility_cost}).join(p2p_cost.rename("p2p_cost")).fillna(0.0)
-    df["total_cost"] = df["utility_cost"] + df["p2p_cost"]
-    return df.rename_axis("prosumer").reset_index()
+        return pd.DataFrame(columns=["prosumer", "feeder", "total_cost"])
+    names = steps["prosumer"].unique()
+    mine = ledger[ledger["participant"].isin(names)]
+    by_item = mine.pivot_table(index="participant", columns="item", values="amount", aggfunc="sum",
+                               fill_value=0.0)
+    df = pd.DataFrame(index=pd.Index(sorted(names), name="prosumer"))
+    df["feeder"] = steps.groupby("prosumer")["feeder"].first()
+    df["total_cost"] = -mine.groupby("participant")["amount"].sum().reindex(df.index).fillna(0.0)
+    for item in by_item.columns:
+        df[f"{item}_amount"] = by_item[item].reindex(df.index).fillna(0.0)
+    e = energy_figures(steps, trades)
+    return df.join(e).reset_index()
 
 
-def kpis(frames: dict[str, pd.DataFrame], costs: pd.DataFrame) -> dict[str, float]:
-    steps, feeder, trades, anc = frames["prosumer_steps"], frames["feeder_steps"], frames["trades"], \
-        frames["ancillary"]
-    ledger = frames["ledger"]
-    anc_items = ledger[ledger["item"].astype(str).str.startswith("ancillary_")] if len(ledger) else ledger
-    pen = ledger[ledger["item"] == "penalty"] if len(ledger) else ledger
-    gen = (steps["pv_kw"] - steps["curtailed_kw"]).clip(lower=0) * TICK_H if len(steps) else pd.Series(dtype=float)
-    demand = (steps["load_kw"] + steps["flex_kw"]) * TICK_H if len(steps) else pd.Series(dtype=float)
-    export = steps["grid_kw"].clip(lower=0) * TICK_H if len(steps) else pd.Series(dtype=float)
-    imports = (-steps["grid_kw"]).clip(lower=0) * TICK_H if len(steps) else pd.Series(dtype=float)
+def energy_figures(steps: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    g = steps.groupby("prosumer")
+    pv = g.apply(lambda d: ((d["pv_kw"] - d["curtailed_kw"]).clip(lower=0) * TICK_H).sum(), include_groups=False)
+    demand = g.apply(lambda d: ((d["load_kw"] + d["flex_kw"]) * TICK_H).sum(), include_groups=False)
+    export = g.apply(lambda d: (d["grid_kw"].clip(lower=0) * TICK_H).sum(), include_groups=False)
+    imports = g.apply(lambda d: ((-d["grid_kw"]).clip(lower=0) * TICK_H).sum(), include_groups=False)
+    l1 = trades[trades["layer"] == 1]
+    bought = l1.groupby("buyer")["energy_kwh"].sum().reindex(pv.index).fillna(0.0)
+    sold = l1.groupby("seller")["energy_kwh"].sum().reindex(pv.index).fillna(0.0)
+    return pd.DataFrame({"pv_kwh": pv, "demand_kwh": demand, "export_kwh": export, "import_kwh": imports,
+                         "p2p_bought_kwh": bought, "p2p_sold_kwh": sold,
+                         "unmet_flexible_kwh": g["unmet_flex_kwh"].sum()})
+
+
+def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd.DataFrame) -> dict:
+    steps, feeder, trades = frames["prosumer_steps"], frames["feeder_steps"], frames["trades"]
+    items = ledger.groupby("item")["amount"].sum() if len(ledger) else pd.Series(dtype=float)
+    anc = float(sum(v for k, v in items.items() if str(k).startswith("ancillary_")))
+    pv, demand = per_prosumer["pv_kwh"].sum(), per_prosumer["demand_kwh"].sum()
     p2p = float(trades.loc[trades["layer"] == 1, "energy_kwh"].sum()) if len(trades) else 0.0
-    self_consumed = float(gen.sum() - export.sum()) + p2p if len(steps) else 0.0
-    head = feeder["p_head_kw"] if len(feeder) else pd.Series(dtype=float)
+    self_consumed = float(pv - per_prosumer["export_kwh"].sum()) + p2p
+    head = feeder.groupby("time")["p_head_kw"].sum() if len(feeder) else pd.Series(dtype=float)
+    vpps = sorted({f"vpp_{f}" for f in steps["feeder"].unique()}) if len(steps) else []
     out = {
-        "total_cost": float(costs["total_cost"].sum()) - float(anc_items["amount"].sum()) - float(pen["amount"].sum()),
+        "total_cost": float(per_prosumer["total_cost"].sum()),
         "p2p_energy_kwh": p2p,
         "l3_energy_kwh": float(trades.loc[trades["layer"] == 3, "energy_kwh"].sum()) if len(trades) else 0.0,
-        "ancillary_awarded_kw_h": float((anc.loc[anc["offer_price"].notna(), "awarded_kw"] * 0.25).sum())
-        if len(anc) else 0.0,
-        "ancillary_revenue": float(anc_items["amount"].sum()),
-        "penalties": float(-pen["amount"].sum()),
-        "self_sufficiency_pct": 100 * self_consumed / float(demand.sum()) if len(steps) and demand.sum() else 0.0,
-        "self_consumption_pct": 100 * self_consumed / float(gen.sum()) if len(steps) and gen.sum() else 0.0,
+        "ancillary_revenue": anc,
+        "penalties": float(-items.get("penalty", 0.0)),
+        "self_sufficiency_pct": 100 * self_consumed / demand if demand else 0.0,
+        "self_consumption_pct": 100 * self_consumed / pv if pv else 0.0,
         "unmet_flexible_kwh": float(steps["unmet_flex_kwh"].sum()) if len(steps) else 0.0,
-        "voltage_violation_minutes": float((feeder["n_violations"] > 0).sum() * 5) if len(feeder) else 0.0,
+        "voltage_violation_minutes": float((feeder.groupby("time")["n_violations"].sum() > 0).sum() * 5)
+        if len(feeder) else 0.0,
         "losses_kwh": float(feeder["losses_kw"].sum() * TICK_H) if len(feeder) else 0.0,
         "peak_import_kw": float(head.max()) if len(head) else 0.0,
         "v_max_pu": float(feeder["v_max_pu"].max()) if len(feeder) else float("nan"),
         "v_min_pu": float(feeder["v_min_pu"].min()) if len(feeder) else float("nan"),
         "nonconverged_steps": int((~feeder["converged"].astype(bool)).sum()) if len(feeder) else 0,
         "corrective_actions": int(len(frames["corrective"])),
-        "community_import_kwh": float(imports.sum()),
-        "community_export_kwh": float(export.sum()),
+        "energy_balance_residual_kwh": led.market_energy_residual(frames["bids"], trades),
+        "feeder_balance_residual_kwh": led.feeder_energy_residual(feeder) if len(feeder) else 0.0,
+        "money_balance_residual": led.money_residual(ledger) if len(ledger) else 0.0,
+        "vpp_retained": led.vpp_balance_residual(ledger, vpps) if len(ledger) else 0.0,
+        "prosumers_losing_money_pct": float("nan"),
     }
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
+    return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> dict:
+    """Collect, settle, check and write the KPIs of a run folder."""
+    run_dir = Path(run_dir)
+    frames = collect(run_dir)
+    steps = frames["prosumer_steps"]
+    members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
+    with_vpp = sc.mode in ("layer1", "layer12", "full")
+    fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
+    ledger = led.build_ledger(frames, sc.tariff_for_mode(), sc.start, fees, members)
+    ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)
+    per_prosumer = prosumer_kpis(ledger, steps, frames["trades"])
+    per_prosumer.to_csv(run_dir / "results" / "prosumer_kpis.csv", index=False)
+    figures = kpis(frames, ledger, per_prosumer)
+    figures["mode"] = sc.mode
+    figures["prosumers"] = int(steps["prosumer"].nunique()) if len(steps) else 0
+    if wall_s is not None:
+        figures["wall_s"] = round(wall_s, 2)
+    write_kpis(run_dir, figures)
+    return figures
 
 
 def write_kpis(run_dir: Path, figures: dict) -> Path:
     path = Path(run_dir) / "kpis.json"
-    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in figures.items()}
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
     return path

@@ -191,6 +191,14 @@ class Scenario(Model):
     def market_of(self, feeder: FeederConfig) -> MarketConfig:
         return feeder.market or self.market
 
+    def tariff_for_mode(self) -> TariffConfig:
+        """The tariff prosumers face: net metering credits exports at the retail rate of the same slot,
+        modelled as a buy-back equal to the lowest retail price (exports never earn less than that)."""
+        if self.mode != "netmetering":
+            return self.tariff
+        lowest = min(p.price_per_kwh for p in self.tariff.retail_tou)
+        return self.tariff.model_copy(update={"buyback_price_per_kwh": lowest})
+
 
 # ---- loading -------------------------------------------------------------------------------------------------
 def read_mapping(path: Path) -> dict[str, Any]:

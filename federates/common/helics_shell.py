@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import helics as h
@@ -44,21 +45,33 @@ class Shell:
                      for key in runtime.publications}
         self.subs = {key: h.helicsFederateRegisterSubscription(self.fed, key, "") for key in runtime.subscriptions}
         self.time_s = 0.0
+        self.created = time.perf_counter()
+        self.wait_s = 0.0
+        self.steps_done = 0
 
     def steps(self, phases: set[Phase]) -> Iterator[Step]:
         """Enter executing mode, then yield each of the federate's steps once HELICS grants its time."""
+        log.info("%s: set up in %.2f s; entering executing mode", self.runtime.name, time.perf_counter() - self.created)
+        t0 = time.perf_counter()
         h.helicsFederateEnterExecutingMode(self.fed)
+        self.wait_s += time.perf_counter() - t0
         fault_at = _fault_time(self.runtime.name)
+        flushed_cycle = 0
         for step in schedule(phases, self.runtime.duration_s):
             if fault_at is not None and step.time_s >= fault_at:
                 raise HarmonyError(f"fault injected by HARMONY_FAULT at t={step.time_s} s")
+            t0 = time.perf_counter()
             granted = h.helicsFederateRequestTime(self.fed, step.time_s)
+            self.wait_s += time.perf_counter() - t0
             if abs(granted - step.time_s) > 1e-6:
                 raise HarmonyError(f"{self.runtime.name}: asked for t={step.time_s} s, HELICS granted {granted} s")
             self.time_s = granted
-            yield step
-            if step.phase == Phase.DISPATCH and step.tick_start_s % 1800 == 0:
+            cycle = step.tick_start_s // 1800
+            if cycle != flushed_cycle:  # once per simulated half hour, so a crash loses at most that
                 self.recorder.flush()
+                flushed_cycle = cycle
+            yield step
+            self.steps_done += 1
 
     def publish(self, key: str, payload: Payload, target: int) -> None:
         h.helicsPublicationPublishString(self.pubs[key], payload.dumps())
@@ -82,6 +95,9 @@ class Shell:
     def __exit__(self, exc_type, exc, tb) -> None:
         """Flush what was recorded; on failure tell the whole federation, so nobody waits for us forever."""
         self.recorder.flush()
+        total = time.perf_counter() - self.created
+        log.info("%s: %d steps, wall %.2f s, waiting for HELICS %.2f s, own compute %.2f s", self.runtime.name,
+                 self.steps_done, total, self.wait_s, total - self.wait_s)
         if exc is not None:
             h.helicsFederateGlobalError(self.fed, 1, f"{self.runtime.name}: {type(exc).__name__}: {exc}")
         else:
@@ -114,6 +130,7 @@ def run_main(body: Callable[[str], None], description: str) -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyomo").setLevel(logging.WARNING)
     try:
         body(args.config)
     except Exception as exc:  # noqa: BLE001 - the last line must say why, whatever it was

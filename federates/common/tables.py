@@ -16,8 +16,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
                   "delivered_kw", "performance", "penalty"),
+    # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting)
     "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
-                     "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "message"),
+                     "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "message"),
     "voltages": ("time", "feeder", "prosumer", "v_pu"),
     "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",
                        "grid_kw", "curtailed_kw", "p2p_commit_kw", "reserve_up_kw", "reserve_down_kw",

@@ -37,7 +37,8 @@ def main(config_path: str) -> None:
             model.set_injections({cfg.prosumer_loads[p]: v for p, v in injections.items()})
             state = model.solve()
             members_p_kw = sum(injections.values())
-            _record(shell, feeder.name, state, members_p_kw, prosumer_of)
+            loads_kw = model.pc_power_kw() if state.converged else float("nan")
+            _record(shell, feeder.name, state, members_p_kw, loads_kw, prosumer_of)
             if not state.converged:
                 log.warning("t=%s s: power flow of %s failed: %s", step.tick_start_s, feeder.name, state.message)
                 if feeder.on_nonconvergence == "stop":
@@ -47,13 +48,14 @@ def main(config_path: str) -> None:
                           target=step.interval)
 
 
-def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict) -> None:
+def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float,
+            prosumer_of: dict) -> None:
     t = shell.time_s - Phase.PHYSICS
     shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
                        v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
                        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw,
                        max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
-                       members_p_kw=members_p_kw, message=state.message)
+                       members_p_kw=members_p_kw, loads_kw=loads_kw, message=state.message)
     for load, v in state.v_pu.items():
         if load in prosumer_of:
             shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)

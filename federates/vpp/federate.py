@@ -20,7 +20,7 @@ from federates.common.messages import (
     ReserveCommitments,
     Setpoints,
 )
-from federates.common.timebase import Phase, Step
+from federates.common.timebase import TICK_S, Phase, Step
 from federates.common.wiring import VppFederate, load_federate_config
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
@@ -92,8 +92,8 @@ class VppShell:
                     side=r.order.side, energy_kwh=r.order.energy_kwh,
                     limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=0.0, reason=r.reason)
         for t in out.result.trades:
-            rec.add("trades", time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer,
-                    seller=t.seller, energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh)
+            rec.trade(time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer, seller=t.seller,
+                      energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh)
         self.shell.publish(f"{self.me}/positions",
                            Positions(time_s=step.time_s, slot=step.l1_slot, net_kwh=out.net_kwh,
                                      clearing_price_per_kwh=out.result.clearing_price_per_kwh),
@@ -139,7 +139,7 @@ class VppShell:
             result = self.shell.read("vpp_market/results", L3Result)
             if result is not None and result.interval == nxt:
                 # energy others inject for us is delivery we need not make; energy we sell we must deliver
-                delta -= result.credit_kwh.get(self.me, 0.0) * 12.0
+                delta -= result.credit_kwh.get(self.me, 0.0) * 3600.0 / TICK_S
         self.requested_kw[nxt] = delta
         self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt,
                                                              setpoints=self.vpp.setpoints(nxt, delta)), target=nxt)

@@ -19,6 +19,9 @@ from federates.vpp.delivery import L3Need, layer3_needs, required_kw, split_pro_
 from federates.vpp.p2p_market import ClearingResult, Order, Rejection, Submission, clear, screen_orders
 
 UP_PRODUCTS = ("reg_up", "spin")
+# Members price their flexibility per kWh ACTIVATED; the ISO pays for capacity HELD. The VPP converts with
+# the expected share of held capacity that is deployed (mean up-regulation of a zero-mean signal ~ 0.25).
+EXPECTED_DEPLOYMENT = 0.25
 DEFAULT_PRICE_FORECAST = {"reg_up": 15.0, "reg_down": 6.0, "spin": 8.0}
 
 
@@ -78,8 +81,8 @@ class CommunityVpp:
     # ---- Layer II --------------------------------------------------------------------------------------------
     def member_flex(self, l2_slot: int) -> list[MemberFlex]:
         l1_slot, half = divmod(l2_slot, 2)
-        return [MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw, price_per_kwh=p.price_per_kwh,
-                           planned_p_kw=p.planned_p_kw[half])
+        return [MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw,
+                           price_per_kwh=p.price_per_kwh * EXPECTED_DEPLOYMENT, planned_p_kw=p.planned_p_kw[half])
                 for m, p in sorted(self.plans.get(l1_slot, {}).items())]
 
     def offers(self, l2_slot: int, hour: float) -> tuple[BiddingDecision, float]:

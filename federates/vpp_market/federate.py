@@ -35,9 +35,9 @@ def main(config_path: str) -> None:
                                   tie_capacity_kw=m.tie_capacity_kw, wheeling_charge_per_kwh=m.wheeling_charge_per_kwh,
                                   period_s=TICK_S, price_floor_per_kwh=0.0, price_cap_per_kwh=PRICE_CAP_PER_KWH)
             for direction, t in result.trades:
-                shell.recorder.add("trades", time=step.time_s, slot=nxt, layer=3, market=f"vpp_market_{direction}",
-                                   buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
-                                   price_per_kwh=t.price_per_kwh)
+                shell.recorder.trade(time=step.time_s, slot=nxt, layer=3, market=f"vpp_market_{direction}",
+                                     buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
+                                     price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh, item="l3")
             shell.publish("vpp_market/results", L3Result(
                 time_s=step.time_s, interval=nxt, credit_kwh=result.credit_kwh,
                 trades=[TradeMsg(buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,

@@ -1,0 +1,76 @@
+"""Layer I bids and VPP flexibility offers derived from a solved HEMS plan.
+
+Limit-price rule (documented, always inside [buy-back, retail] of the bid slot):
+the HEMS LP is solved with the utility's prices only, so the dual of the bid slot's energy balance is
+the prosumer's marginal value of energy there, lambda (EUR/kWh; if the plan imports in that slot,
+lambda = retail; if it exports, lambda = buy-back; if the battery or a flexible load is marginal, lambda
+lies in between). The planned import is bid to BUY from peers at limit lambda (paying more would be
+worse than the plan) and the planned export offered to SELL at limit lambda (selling for less would be
+worse than the plan). Any P2P trade inside those limits leaves the prosumer at least as well off as
+its utility-only plan. The VPP flexibility offer is the reserve the battery can hold around the plan
+(the LP's ``rup/rdn`` of the bid slot), priced at lambda per kWh activated: an up-activation
+discharges energy the prosumer values at lambda, a down-activation stores energy worth lambda to it.
+
+SIGN CONVENTION (project-wide): ``planned_p_kw`` is the planned net injection of the prosumer into the
+distribution network (+ export, - import), including committed P2P positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from federates.prosumer.hems import HemsPlan
+
+
+@dataclass(frozen=True)
+class Bid:
+    """One prosumer's Layer I output for the bid slot."""
+
+    prosumer: str
+    slot: int
+    buy_kwh: float
+    buy_limit_price_per_kwh: float
+    sell_kwh: float
+    sell_limit_price_per_kwh: float
+    flex_up_kw: float
+    flex_down_kw: float
+    flex_price_per_kwh: float
+    planned_p_kw: tuple[float, float]
+    """Planned net injection (+ export) for the two 15-min halves of the slot."""
+
+
+_TINY_KWH = 1e-6
+
+
+def make_bid(
+    prosumer: str,
+    slot: int,
+    plan: HemsPlan,
+    *,
+    slot_h: float,
+    retail_per_kwh: float,
+    buyback_per_kwh: float,
+    p2p_buy_kw: float,
+    p2p_enabled: bool,
+    vpp_enabled: bool,
+) -> Bid:
+    """Bid for slot ``slot`` from horizon index 0 of ``plan``; ``p2p_buy_kw`` = committed P2P purchase."""
+    value = float(np.clip(plan.marginal_value_per_kwh, buyback_per_kwh, retail_per_kwh))
+    buy = float(plan.import_kw[0]) * slot_h if p2p_enabled and not plan.fallback else 0.0
+    sell = float(plan.export_kw[0]) * slot_h if p2p_enabled and not plan.fallback else 0.0
+    offer = vpp_enabled and not plan.fallback
+    p_kw = float(plan.export_kw[0] - plan.import_kw[0] - p2p_buy_kw)
+    return Bid(
+        prosumer=prosumer,
+        slot=slot,
+        buy_kwh=buy if buy > _TINY_KWH else 0.0,
+        buy_limit_price_per_kwh=value,
+        sell_kwh=sell if sell > _TINY_KWH else 0.0,
+        sell_limit_price_per_kwh=value,
+        flex_up_kw=max(0.0, float(plan.reserve_up_kw[0])) if offer else 0.0,
+        flex_down_kw=max(0.0, float(plan.reserve_down_kw[0])) if offer else 0.0,
+        flex_price_per_kwh=value,
+        planned_p_kw=(p_kw, p_kw),
+    )

@@ -1,0 +1,97 @@
+"""Prosumer federate: hosts a fleet of behind-the-meter microgrids of one feeder.
+
+Every 5 minutes (DISPATCH): read the VPP's setpoints and reserve commitments -> dispatch devices -> record ->
+publish net injections. Every 30 minutes (L1_BID): plan and post P2P orders for the slot 30 minutes ahead;
+(L1_COMMIT): take the cleared positions as commitments, re-plan, post plans and flexibility to the VPP.
+"""
+
+from __future__ import annotations
+
+from federates.common.helics_shell import Shell
+from federates.common.messages import (
+    Injections,
+    MemberPlan,
+    OrderBook,
+    OrderMsg,
+    Plans,
+    Positions,
+    ReserveCommitments,
+    Setpoints,
+)
+from federates.common.timebase import TICK_S, Phase
+from federates.common.wiring import ProsumerFederate, load_federate_config
+from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint, StepRecord
+
+P2P_MODES = ("layer1", "layer12", "full")
+VPP_MODES = ("layer12", "full")
+
+
+def main(config_path: str) -> None:
+    cfg: ProsumerFederate = load_federate_config(config_path, ProsumerFederate)
+    rt = cfg.runtime
+    p2p = rt.mode in P2P_MODES
+    fleet = ProsumerFleet(cfg.prosumers, cfg.tariff, cfg.location, rt.start, n_steps=rt.duration_s // TICK_S,
+                          seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in VPP_MODES)
+    pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
+    me, vpp = rt.name, cfg.vpp
+    mine = set(fleet.names)
+    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH}
+    setpoints: dict[str, Setpoint] = {}
+    with Shell(rt) as shell:
+        for step in shell.steps(phases):
+            if step.phase == Phase.DISPATCH:
+                setpoints = _read_vpp(shell, fleet, vpp, mine) if p2p else {}
+                records = fleet.dispatch(step.time_s, setpoints)
+                _record(shell, cfg.feeder, records)
+                shell.publish(f"{me}/injections", Injections(time_s=step.time_s, interval=step.interval,
+                                                             p_kw={r.prosumer: r.grid_kw for r in records}),
+                              target=step.interval)
+            elif step.phase == Phase.L1_BID:
+                bids = fleet.plan(step.time_s, step.l1_slot)
+                shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
+            else:  # L1_COMMIT
+                positions = shell.read(f"{vpp}/positions", Positions)
+                if positions is not None and positions.slot == step.l1_slot:
+                    fleet.commit_p2p(step.l1_slot, {p: v for p, v in positions.net_kwh.items() if p in mine})
+                bids = pending + fleet.plan(step.time_s, step.l1_slot)
+                pending = []
+                shell.publish(f"{me}/plans", _plans(step, bids), target=step.l1_slot)
+
+
+def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:
+    reserve = shell.read(f"{vpp}/reserve", ReserveCommitments)
+    if reserve is not None:
+        fleet.commit_reserve(reserve.slot, {p: v for p, v in reserve.up_kw.items() if p in mine},
+                            {p: v for p, v in reserve.down_kw.items() if p in mine})
+    msg = shell.read(f"{vpp}/setpoints", Setpoints)
+    if msg is None:
+        return {}
+    return {p: Setpoint(delta_p_kw=s.delta_p_kw, max_export_kw=s.max_export_kw, max_import_kw=s.max_import_kw)
+            for p, s in msg.setpoints.items() if p in mine}
+
+
+def _order_book(step, sender: str, bids: list[Bid]) -> OrderBook:
+    orders = []
+    for b in bids:
+        if b.buy_kwh > 1e-6:
+            orders.append(OrderMsg(order_id=f"{b.prosumer}:{b.slot}:buy", participant=b.prosumer, side="buy",
+                                   energy_kwh=b.buy_kwh, limit_price_per_kwh=b.buy_limit_price_per_kwh))
+        if b.sell_kwh > 1e-6:
+            orders.append(OrderMsg(order_id=f"{b.prosumer}:{b.slot}:sell", participant=b.prosumer, side="sell",
+                                   energy_kwh=b.sell_kwh, limit_price_per_kwh=b.sell_limit_price_per_kwh))
+    return OrderBook(time_s=step.time_s, slot=step.l1_slot, sender=sender, orders=orders)
+
+
+def _plans(step, bids: list[Bid]) -> Plans:
+    return Plans(time_s=step.time_s, slot=step.l1_slot, plans=[
+        MemberPlan(member=b.prosumer, slot=b.slot, planned_p_kw=b.planned_p_kw, up_kw=b.flex_up_kw,
+                   down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
+
+
+def _record(shell: Shell, feeder: str, records: list[StepRecord]) -> None:
+    for r in records:
+        shell.recorder.add("prosumer_steps", time=shell.time_s, prosumer=r.prosumer, feeder=feeder, pv_kw=r.pv_kw,
+                           load_kw=r.load_kw, flex_kw=r.flex_kw, battery_kw=r.battery_kw, soc_kwh=r.soc_kwh,
+                           grid_kw=r.grid_kw, curtailed_kw=r.curtailed_kw, p2p_commit_kw=r.p2p_commit_kw,
+                           reserve_up_kw=r.reserve_up_kw, reserve_down_kw=r.reserve_down_kw,
+                           delta_p_kw=r.delta_p_kw, unmet_flex_kwh=r.unmet_flex_kwh)

@@ -1,0 +1,543 @@
+"""The prosumer fleet: the stateful object the (thin) HELICS shell drives. No HELICS here.
+
+Life cycle per 30-min slot ``k`` (slot_s = 1800 s):
+
+* ``plan(t_s, k)``: every prosumer re-solves its HEMS LP for the horizon starting at slot ``k`` and
+  returns its :class:`Bid` (P2P buy/sell with limit prices, VPP flexibility, planned injection);
+* ``commit_p2p(k, ...)`` / ``commit_reserve(k15, ...)``: cleared P2P trades and reserve awards, honoured
+  by every later plan that covers them and by the real-time dispatch;
+* ``dispatch(t_s, setpoints)`` every 5 min: realised PV and load (which differ from the forecast) are
+  met in real time: the battery follows the plan (P2P position included) plus the VPP's ``delta_p_kw``,
+  then absorbs the forecast deviation; the rest goes to the grid. Corrective caps come next, and a
+  flexible load is never left short of its energy at its deadline.
+
+Planning rules: the horizon starts at the bid slot; its initial SOC is the real SOC projected along
+the current plan to the slot start; the resilience reserve is a floor on the planned SOC (relaxed at the
+battery's full charge rate when the real SOC is below it); energy left in the battery at the horizon end
+is valued at eta_discharge x the lowest retail price (so the 24 h plan does not dump it); flexible loads
+carry the energy still owed in their open window. Forecasts are the realised profiles times a seeded,
+slowly varying error (see :func:`federates.prosumer.devices.forecast_error`).
+
+SIGN CONVENTION (project-wide): a net power is positive when it is INJECTED INTO THE DISTRIBUTION
+NETWORK by the named element. ``grid_kw`` > 0 = export; ``battery_kw`` > 0 = discharging;
+``pv_kw``/``load_kw``/``flex_kw``/``curtailed_kw`` are non-negative magnitudes, so in every record
+``grid_kw = pv_kw - curtailed_kw - load_kw - flex_kw + battery_kw``. ``p2p_commit_kw`` follows the same
+convention (+ = net SOLD to peers, average kW over the slot), the opposite sign of ``commit_p2p``'s
+``net_kwh`` (+ = bought), which is a market quantity, not a power.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from federates.common.errors import ConfigError, InfeasibleError, SolverError
+from federates.prosumer.bidding import Bid, make_bid
+from federates.prosumer.devices import (
+    FlexLoadConfig,
+    Location,
+    ProsumerConfig,
+    TariffConfig,
+    forecast_error,
+    load_profile,
+    pv_profile,
+)
+from federates.prosumer.hems import BatteryParams, CompiledHems, HemsData, HemsPlan, grid_only_plan
+
+__all__ = ["Bid", "ProsumerFleet", "Setpoint", "StepRecord"]
+
+logger = logging.getLogger(__name__)
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """From the VPP for the next 5-min interval."""
+
+    delta_p_kw: float = 0.0
+    """Extra injection requested for ancillary delivery (+ = more export / less import)."""
+    max_export_kw: float | None = None
+    """Corrective cap on export (over-voltage); None = no cap."""
+    max_import_kw: float | None = None
+    """Corrective cap on import (under-voltage / overload); None = no cap."""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One prosumer, one 5-min interval, what really happened (signs: see the module docstring)."""
+
+    prosumer: str
+    pv_kw: float
+    load_kw: float
+    flex_kw: float
+    battery_kw: float
+    soc_kwh: float
+    grid_kw: float
+    curtailed_kw: float
+    p2p_commit_kw: float
+    reserve_up_kw: float
+    reserve_down_kw: float
+    delta_p_kw: float
+    unmet_flex_kwh: float
+
+
+# ------------------------------------------------------------------------------- flexible-load windows
+def _occurrences(cfg: FlexLoadConfig, from_h: float, to_h: float):
+    """(start_h, end_h) of the daily windows that overlap [from_h, to_h)."""
+    for day in range(math.floor(from_h / 24.0) - 1, math.floor(to_h / 24.0) + 1):
+        start, end = 24.0 * day + cfg.earliest_h, 24.0 * day + cfg.deadline_h
+        if start < to_h and end > from_h:
+            yield start, end
+
+
+@functools.lru_cache(maxsize=4096)
+def _horizon_windows(cfg_key: tuple, hs_h: float, n: int, dt_h: float):
+    """flex_max_kw, flex_new_kwh, rem_max_kwh over ``n`` slots from ``hs_h`` (see :class:`HemsData`)."""
+    earliest, deadline, energy, p_max = cfg_key
+    cfg = FlexLoadConfig(
+        name="x", energy_kwh=energy, earliest_h=earliest, deadline_h=deadline, p_max_kw=p_max
+    )
+    a = np.round(hs_h + dt_h * np.arange(n), 9)
+    b = np.round(a + dt_h, 9)
+    flex_max, new, rem_max = np.zeros(n), np.zeros(n), np.zeros(n)
+    for start, end in _occurrences(cfg, hs_h, float(b[-1])):
+        flex_max += p_max * np.clip(np.minimum(b, end) - np.maximum(a, start), 0.0, None) / dt_h
+        if start >= hs_h - _EPS:
+            new[int(np.searchsorted(b, start + _EPS))] += energy
+        active = (start < b - _EPS) & (b < end - _EPS)
+        rem_max[active] = p_max * (end - b[active])
+    return flex_max, new, rem_max
+
+
+def _key(cfg: FlexLoadConfig) -> tuple:
+    return (cfg.earliest_h, cfg.deadline_h, cfg.energy_kwh, cfg.p_max_kw)
+
+
+def _overlap_h(cfg: FlexLoadConfig, a_h: float, b_h: float) -> float:
+    return sum(max(0.0, min(b_h, e) - max(a_h, s)) for s, e in _occurrences(cfg, a_h, b_h))
+
+
+@dataclass
+class _Flex:
+    """Real-time state of one flexible load: energy still owed in its open window."""
+
+    cfg: FlexLoadConfig
+    rem_kwh: float = 0.0
+    end_h: float | None = None
+
+    def open_windows(self, a_h: float, b_h: float) -> None:
+        """Open a window that starts in [a_h, b_h) (a window already open at the run start is pro-rated)."""
+        for start, end in _occurrences(self.cfg, a_h, b_h):
+            if a_h - _EPS <= start < b_h - _EPS:
+                self.rem_kwh, self.end_h = self.cfg.energy_kwh, end
+
+    def limits(self, a_h: float, b_h: float) -> tuple[float, float]:
+        """(must-run, most) kW in [a_h, b_h): the minimum keeps the rest deliverable before the deadline."""
+        dt_h = b_h - a_h
+        if self.end_h is None:
+            return 0.0, 0.0
+        p = self.cfg.p_max_kw
+        most = min(p * _overlap_h(self.cfg, a_h, b_h) / dt_h, self.rem_kwh / dt_h)
+        must = max(0.0, self.rem_kwh - p * max(0.0, self.end_h - b_h)) / dt_h
+        return min(must, most), most
+
+    def deliver(self, p_kw: float, a_h: float, b_h: float) -> float:
+        """Book ``p_kw`` over [a_h, b_h); return the energy left unmet if the window closed."""
+        self.rem_kwh = max(0.0, self.rem_kwh - p_kw * (b_h - a_h))
+        if self.end_h is not None and self.end_h <= b_h + _EPS:
+            unmet, self.rem_kwh, self.end_h = self.rem_kwh, 0.0, None
+            return unmet if unmet > 1e-7 else 0.0
+        return 0.0
+
+
+class _Interval:
+    """One real-time interval: its step, 30-min slot, 15-min slot and [a_h, b_h) in hours."""
+
+    def __init__(self, step: int, steps_per_slot: int, h0: float, step_h: float):
+        self.slot, self.slot15 = step // steps_per_slot, step // (steps_per_slot // 2)
+        self.a_h = h0 + step * step_h
+        self.b_h = self.a_h + step_h
+
+
+@dataclass
+class _Prosumer:
+    cfg: ProsumerConfig
+    battery: BatteryParams
+    floor_kwh: float
+    soc_kwh: float
+    flex: list[_Flex]
+    peak_import_kw: float = 0.0
+    solver: CompiledHems | None = None
+    plan_b_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plan_g_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plan_flex_kw: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    planned: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _battery_params(cfg: ProsumerConfig) -> tuple[BatteryParams, float, float]:
+    b = cfg.battery
+    if b is None:
+        return BatteryParams(), 0.0, 0.0
+    cap = b.capacity_kwh
+    params = BatteryParams(
+        cap, b.p_max_kw, b.eta_charge, b.eta_discharge, b.soc_min_frac * cap, b.soc_max_frac * cap
+    )
+    return params, b.floor_frac * cap, b.soc_init_frac * cap
+
+
+def _check_fleet(
+    prosumers: Sequence[ProsumerConfig], n_steps: int, step_s: int, slot_s: int, horizon_slots: int
+) -> None:
+    problems = []
+    names = [p.name for p in prosumers]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        problems.append(f"prosumer names {dup} are repeated; make them unique")
+    if n_steps <= 0:
+        problems.append(f"n_steps={n_steps} must be positive")
+    if step_s <= 0 or slot_s % (2 * step_s):
+        problems.append(f"slot_s={slot_s} must be an even multiple of step_s={step_s} (two 15-min halves)")
+    if horizon_slots < 1:
+        problems.append(f"horizon_slots={horizon_slots} must be at least 1")
+    if problems:
+        raise ConfigError(problems, source="ProsumerFleet")
+
+
+class ProsumerFleet:
+    """All prosumers of one VPP: profiles, HEMS plans, commitments and real-time dispatch.
+
+    ``p2p_enabled`` / ``vpp_enabled`` = False (a top-down run) make every bid carry zero P2P quantities /
+    zero flexibility; planning itself never assumes a P2P price (it uses the utility tariff).
+    ``reserve_value_per_kw`` rewards reserve headroom in the bid slot (only when ``vpp_enabled``).
+    ``highs_options`` are passed to every HiGHS instance (e.g. a time limit).
+    """
+
+    def __init__(
+        self,
+        prosumers: Sequence[ProsumerConfig],
+        tariff: TariffConfig,
+        location: Location,
+        start: datetime,
+        *,
+        n_steps: int,
+        step_s: int = 300,
+        slot_s: int = 1800,
+        horizon_slots: int = 48,
+        seed: int = 0,
+        p2p_enabled: bool = True,
+        vpp_enabled: bool = True,
+        reserve_value_per_kw: float = 0.005,
+        highs_options: Mapping[str, object] | None = None,
+    ):
+        _check_fleet(prosumers, n_steps, step_s, slot_s, horizon_slots)
+        self.tariff, self.location, self.start = tariff, location, start
+        self.n_steps, self.step_s, self.slot_s, self.horizon_slots = n_steps, step_s, slot_s, horizon_slots
+        self.p2p_enabled, self.vpp_enabled = p2p_enabled, vpp_enabled
+        self.reserve_value_per_kw = reserve_value_per_kw if vpp_enabled else 0.0
+        self.highs_options = dict(highs_options or {})
+        self.fallbacks = 0
+        self.names = [p.name for p in prosumers]
+        ts = pd.Timestamp(start)
+        self.h0 = ts.hour + ts.minute / 60.0 + ts.second / 3600.0
+        self.slot_h, self.step_h = slot_s / 3600.0, step_s / 3600.0
+        self.steps_per_slot = slot_s // step_s
+        self.n_slots = math.ceil(n_steps / self.steps_per_slot) + horizon_slots + 1
+        total = self.n_slots * self.steps_per_slot
+        hours = self.h0 + self.step_h * np.arange(total)
+        retail = tariff.retail_array(hours).reshape(self.n_slots, -1).mean(axis=1)
+        self.retail_slot = retail
+        self.terminal_retail = min(p.price_per_kwh for p in tariff.retail_tou)
+        self._generate_profiles(prosumers, seed, total)
+        n = len(prosumers)
+        self.p2p_kwh = np.zeros((n, self.n_slots))
+        self.award_up_kw = np.zeros((n, 2 * self.n_slots))
+        self.award_dn_kw = np.zeros((n, 2 * self.n_slots))
+        self._states = [self._new_state(p) for p in prosumers]
+        self._next_step = 0
+
+    # ------------------------------------------------------------------------------------ set-up
+    def _generate_profiles(self, prosumers: Sequence[ProsumerConfig], seed: int, total: int) -> None:
+        n = len(prosumers)
+        self.pv_kw, self.load_kw = np.zeros((n, total)), np.zeros((n, total))
+        fc_pv, fc_load = np.zeros((n, total)), np.zeros((n, total))
+        for i, p in enumerate(prosumers):
+            s_pv, s_load, s_fpv, s_fload = (
+                int(c.generate_state(1)[0])
+                for c in np.random.SeedSequence([seed, zlib.crc32(p.name.encode())]).spawn(4)
+            )
+            self.load_kw[i] = load_profile(p.load, self.start, total, self.step_s, s_load)
+            fc_load[i] = self.load_kw[i] * forecast_error(
+                total, self.step_s, p.load.forecast_error_std, s_fload
+            )
+            if p.pv is not None:
+                self.pv_kw[i] = pv_profile(p.pv, self.location, self.start, total, self.step_s, s_pv)
+                fc_pv[i] = self.pv_kw[i] * forecast_error(total, self.step_s, p.pv.forecast_error_std, s_fpv)
+        self.forecast_pv_kw, self.forecast_load_kw = fc_pv, fc_load
+        self.forecast_net_slot_kw = (fc_load - fc_pv).reshape(n, self.n_slots, -1).mean(axis=2)
+
+    def _new_state(self, cfg: ProsumerConfig) -> _Prosumer:
+        battery, floor_kwh, soc = _battery_params(cfg)
+        flex = [_Flex(f) for f in cfg.flex_loads]
+        for fl in flex:  # a window already open at the start owes its pro-rated share
+            for start, end in _occurrences(fl.cfg, self.h0, self.h0 + _EPS):
+                if start < self.h0 - _EPS:
+                    fl.rem_kwh, fl.end_h = fl.cfg.energy_kwh * (end - self.h0) / (end - start), end
+        nf = len(flex)
+        return _Prosumer(
+            cfg=cfg,
+            battery=battery,
+            floor_kwh=floor_kwh,
+            soc_kwh=soc,
+            flex=flex,
+            plan_b_kw=np.zeros(self.n_slots),
+            plan_g_kw=np.zeros(self.n_slots),
+            plan_flex_kw=np.zeros((nf, self.n_slots)),
+            planned=np.zeros(self.n_slots, bool),
+        )
+
+    # ------------------------------------------------------------------------------------ planning
+    def plan(self, t_s: float, slot: int) -> list[Bid]:
+        """The 30-min decision for slot ``slot`` ([slot*slot_s, (slot+1)*slot_s) s), made at time ``t_s``."""
+        if not 0 <= slot <= self.n_slots - self.horizon_slots:
+            raise ValueError(f"slot {slot} is outside the run (0..{self.n_slots - self.horizon_slots})")
+        bids = []
+        for i, st in enumerate(self._states):
+            data = self._hems_data(i, st, t_s, slot)
+            plan = self._solve(st, data, f"prosumer {st.cfg.name} slot {slot} at t={t_s:g} s")
+            self._store_plan(i, st, slot, plan)
+            bids.append(
+                make_bid(
+                    st.cfg.name,
+                    slot,
+                    plan,
+                    slot_h=self.slot_h,
+                    retail_per_kwh=float(self.retail_slot[slot]),
+                    buyback_per_kwh=self.tariff.buyback_price_per_kwh,
+                    p2p_buy_kw=float(self.p2p_kwh[i, slot]) / self.slot_h,
+                    p2p_enabled=self.p2p_enabled,
+                    vpp_enabled=self.vpp_enabled,
+                )
+            )
+        return bids
+
+    def hems_inputs(self, t_s: float, slot: int) -> list[HemsData]:
+        """The LP data each prosumer would solve for ``plan(t_s, slot)`` (for benchmarks and inspection)."""
+        return [self._hems_data(i, st, t_s, slot) for i, st in enumerate(self._states)]
+
+    def _solve(self, st: _Prosumer, data: HemsData, context: str) -> HemsPlan:
+        try:
+            if st.solver is None:
+                st.solver = CompiledHems(data, self.highs_options)
+            return st.solver.solve(data, context=context)
+        except (InfeasibleError, SolverError) as exc:
+            self.fallbacks += 1
+            logger.warning("HEMS solve failed, using the grid-only plan: %s", exc)
+            return grid_only_plan(data)
+
+    def _store_plan(self, i: int, st: _Prosumer, slot: int, plan: HemsPlan) -> None:
+        s = slice(slot, slot + self.horizon_slots)
+        st.plan_b_kw[s] = plan.battery_kw
+        st.plan_g_kw[s] = plan.export_kw - plan.import_kw - self.p2p_kwh[i, s] / self.slot_h
+        st.plan_flex_kw[:, s] = plan.flex_kw
+        st.planned[s] = True
+
+    def _project_soc(self, st: _Prosumer, t_s: float, hs_s: float) -> float:
+        """SOC expected at ``hs_s`` if the current plan is followed from ``t_s``."""
+        soc, b = st.soc_kwh, st.battery
+        k = int(t_s // self.slot_s)
+        while k * self.slot_s < hs_s:
+            span_h = (min((k + 1) * self.slot_s, hs_s) - max(k * self.slot_s, t_s)) / 3600.0
+            p = st.plan_b_kw[k] if span_h > 0 else 0.0
+            soc -= span_h * (p / b.eta_discharge if p > 0 else p * b.eta_charge)
+            k += 1
+        return float(np.clip(soc, b.soc_min_kwh, b.soc_max_kwh))
+
+    def _soc_floor(self, st: _Prosumer, soc0: float) -> np.ndarray:
+        b, h = st.battery, self.horizon_slots
+        reach = soc0 + b.p_max_kw * b.eta_charge * self.slot_h * np.arange(1, h + 1)
+        return np.maximum(b.soc_min_kwh, np.minimum(st.floor_kwh, reach))
+
+    def _flex_data(self, st: _Prosumer, t_s: float, slot: int):
+        h, nf, dt = self.horizon_slots, len(st.flex), self.slot_h
+        now_h, hs_h = self.h0 + t_s / 3600.0, self.h0 + slot * dt
+        fmax, new, rmax, rem0 = np.zeros((nf, h)), np.zeros((nf, h)), np.zeros((nf, h)), np.zeros(nf)
+        k_now = int(t_s // self.slot_s)
+        for f, fl in enumerate(st.flex):
+            fmax[f], new[f], rmax[f] = _horizon_windows(_key(fl.cfg), round(hs_h, 9), h, dt)
+            for start, end in _occurrences(fl.cfg, hs_h, hs_h + _EPS):
+                if start < hs_h - _EPS:  # window open across the horizon start
+                    owed = fl.rem_kwh if fl.end_h == end else fl.cfg.energy_kwh
+                    ahead = st.plan_flex_kw[f, k_now] * max(0.0, hs_h - max(now_h, start))
+                    rem0[f] = np.clip(owed - ahead, 0.0, fl.cfg.p_max_kw * (end - hs_h))
+        return fmax, new, rmax, rem0
+
+    def _hems_data(self, i: int, st: _Prosumer, t_s: float, slot: int) -> HemsData:
+        h = self.horizon_slots
+        s = slice(slot, slot + h)
+        soc0 = self._project_soc(st, t_s, slot * self.slot_s)
+        fmax, new, rmax, rem0 = self._flex_data(st, t_s, slot)
+        q = slice(2 * slot, 2 * (slot + h))
+        reward = np.zeros(h)
+        reward[0] = self.reserve_value_per_kw
+        return HemsData(
+            slot_h=self.slot_h,
+            battery=st.battery,
+            net_load_kw=self.forecast_net_slot_kw[i, s] - self.p2p_kwh[i, s] / self.slot_h,
+            retail_price_per_kwh=self.retail_slot[s],
+            buyback_price_per_kwh=np.full(h, self.tariff.buyback_price_per_kwh),
+            soc_init_kwh=soc0,
+            soc_floor_kwh=self._soc_floor(st, soc0),
+            reserve_up_award_kw=self.award_up_kw[i, q].reshape(h, 2).max(axis=1),
+            reserve_down_award_kw=self.award_dn_kw[i, q].reshape(h, 2).max(axis=1),
+            reserve_value_per_kw=reward,
+            flex_max_kw=fmax,
+            flex_new_kwh=new,
+            flex_rem_max_kwh=rmax,
+            flex_rem_init_kwh=rem0,
+            terminal_value_per_kwh=st.battery.eta_discharge * self.terminal_retail
+            if st.battery.p_max_kw
+            else 0.0,
+            demand_charge_per_kw=self.tariff.demand_charge_per_kw,
+            peak_so_far_kw=st.peak_import_kw,
+        )
+
+    # --------------------------------------------------------------------------------- commitments
+    def _index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ConfigError(f"unknown prosumer {name!r}; known: {self.names[:5]}...") from None
+
+    def commit_p2p(self, slot: int, net_kwh: Mapping[str, float]) -> None:
+        """Cleared P2P energy for ``slot`` (kWh, + = bought from peers, - = sold); replaces earlier values."""
+        for name, e in net_kwh.items():
+            self.p2p_kwh[self._index(name), slot] = float(e)
+
+    def commit_reserve(self, slot15: int, up_kw: Mapping[str, float], down_kw: Mapping[str, float]) -> None:
+        """Reserve awarded for 15-min slot ``slot15`` (kW, >= 0); replaces earlier values."""
+        for name, v in up_kw.items():
+            self.award_up_kw[self._index(name), slot15] = float(v)
+        for name, v in down_kw.items():
+            self.award_dn_kw[self._index(name), slot15] = float(v)
+
+    # ------------------------------------------------------------------------------------ dispatch
+    def dispatch(self, t_s: float, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
+        """Real time for [t_s, t_s + step_s): returns one record per prosumer (intervals skipped by
+        the caller are first run with no setpoints)."""
+        step = int(round(t_s / self.step_s))
+        if step < self._next_step or step >= self.n_steps:
+            raise ValueError(
+                f"dispatch at t={t_s} s: expected step {self._next_step} "
+                f"(t={self._next_step * self.step_s} s) up to {self.n_steps - 1}"
+            )
+        while self._next_step < step:
+            self._dispatch_step(self._next_step, {})
+        return self._dispatch_step(step, setpoints)
+
+    def _dispatch_step(self, step: int, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
+        self._next_step = step + 1
+        none = Setpoint()
+        return [
+            self._dispatch_one(i, st, step, setpoints.get(st.cfg.name, none))
+            for i, st in enumerate(self._states)
+        ]
+
+    def _battery_limits(self, st: _Prosumer, lo_kwh: float) -> tuple[float, float]:
+        """(max charge kW, max discharge kW) this interval, SOC kept in [lo_kwh, soc_max]."""
+        b, dt = st.battery, self.step_h
+        ch = min(b.p_max_kw, max(0.0, b.soc_max_kwh - st.soc_kwh) / (b.eta_charge * dt))
+        dis = min(b.p_max_kw, max(0.0, st.soc_kwh - lo_kwh) * b.eta_discharge / dt)
+        return ch, dis
+
+    def _flex_plan(self, st: _Prosumer, k: int, a_h: float, b_h: float) -> tuple[list, list, list]:
+        flex, must, most = [], [], []
+        slot_a = self.h0 + k * self.slot_h
+        for f, fl in enumerate(st.flex):
+            fl.open_windows(a_h, b_h)
+            lo, hi = fl.limits(a_h, b_h)
+            share = _overlap_h(fl.cfg, slot_a, slot_a + self.slot_h) / self.slot_h
+            target = (
+                st.plan_flex_kw[f, k] / share * (_overlap_h(fl.cfg, a_h, b_h) / (b_h - a_h)) if share else 0.0
+            )
+            flex.append(min(max(target, lo), hi))
+            must.append(lo)
+            most.append(hi)
+        return flex, must, most
+
+    def _dispatch_one(self, i: int, st: _Prosumer, step: int, sp: Setpoint) -> StepRecord:
+        iv = _Interval(step, self.steps_per_slot, self.h0, self.step_h)
+        pv, load = float(self.pv_kw[i, step]), float(self.load_kw[i, step])
+        flex, must, most = self._flex_plan(st, iv.slot, iv.a_h, iv.b_h)
+        base = pv - load - sum(flex)
+        b_req = (st.plan_g_kw[iv.slot] + sp.delta_p_kw - base) if st.planned[iv.slot] else sp.delta_p_kw
+        ch_max, dis_max = self._battery_limits(st, st.floor_kwh)
+        bat = min(max(b_req, -ch_max), dis_max)
+        curt = 0.0
+        if sp.max_export_kw is not None and base + bat > sp.max_export_kw:
+            bat, curt = self._relieve_export(pv, base + bat - sp.max_export_kw, bat, ch_max, flex, most)
+        grid = pv - curt - load - sum(flex) + bat
+        if sp.max_import_kw is not None and -grid > sp.max_import_kw:
+            _, dis_emergency = self._battery_limits(st, st.battery.soc_min_kwh)
+            bat = self._relieve_import(-grid - sp.max_import_kw, bat, dis_emergency, flex, must)
+        return self._book(i, st, iv, sp, (pv, load, curt), flex, bat)
+
+    @staticmethod
+    def _relieve_export(pv: float, excess: float, bat: float, ch_max: float, flex: list, most: list):
+        """Over-voltage: charge the battery, then pull flexible load forward, then curtail PV."""
+        more_ch = min(excess, bat + ch_max)
+        bat, excess = bat - more_ch, excess - more_ch
+        for f in range(len(flex)):
+            extra = min(excess, most[f] - flex[f])
+            flex[f], excess = flex[f] + extra, excess - extra
+        return bat, min(max(excess, 0.0), pv)
+
+    @staticmethod
+    def _relieve_import(deficit: float, bat: float, dis_max: float, flex: list, must: list) -> float:
+        """Under-voltage/overload: discharge (down to soc_min), then defer flexible load to its must-run."""
+        more_dis = max(0.0, min(deficit, dis_max - bat))
+        bat, deficit = bat + more_dis, deficit - more_dis
+        for f in range(len(flex)):
+            cut = max(0.0, min(deficit, flex[f] - must[f]))
+            flex[f], deficit = flex[f] - cut, deficit - cut
+        return bat
+
+    def _book(
+        self,
+        i: int,
+        st: _Prosumer,
+        iv: _Interval,
+        sp: Setpoint,
+        pv_load_curt: tuple[float, float, float],
+        flex: list,
+        bat: float,
+    ) -> StepRecord:
+        """Apply the decision to the state (SOC, flexible energy owed) and record it."""
+        pv, load, curt = pv_load_curt
+        b = st.battery
+        st.soc_kwh -= self.step_h * (bat / b.eta_discharge if bat > 0 else bat * b.eta_charge)
+        unmet = sum(fl.deliver(p, iv.a_h, iv.b_h) for fl, p in zip(st.flex, flex, strict=True))
+        grid = pv - curt - load - sum(flex) + bat
+        st.peak_import_kw = max(st.peak_import_kw, -grid)
+        return StepRecord(
+            prosumer=st.cfg.name,
+            pv_kw=pv,
+            load_kw=load,
+            flex_kw=float(sum(flex)),
+            battery_kw=float(bat),
+            soc_kwh=float(st.soc_kwh),
+            grid_kw=float(grid),
+            curtailed_kw=float(curt),
+            p2p_commit_kw=-float(self.p2p_kwh[i, iv.slot]) / self.slot_h,
+            reserve_up_kw=float(self.award_up_kw[i, iv.slot15]),
+            reserve_down_kw=float(self.award_dn_kw[i, iv.slot15]),
+            delta_p_kw=sp.delta_p_kw,
+            unmet_flex_kwh=float(unmet),
+        )
