@@ -112,7 +112,7 @@ def market_energy_residual(bids: pd.DataFrame, trades: pd.DataFrame) -> float:
     """Per market and slot: accepted buy energy = accepted sell energy = traded energy (kWh, worst case)."""
     worst = 0.0
     if len(bids):
-        acc = bids.groupby(["market", "slot", "side"])["accepted"].sum().unstack("side", fill_value=0.0)
+        acc = bids.groupby(["market", "slot", "side"])["matched_kwh"].sum().unstack("side", fill_value=0.0)
         for side in ("buy", "sell"):
             if side not in acc:
                 acc[side] = 0.0

@@ -98,7 +98,6 @@ def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd
         "feeder_balance_residual_kwh": led.feeder_energy_residual(feeder) if len(feeder) else 0.0,
         "money_balance_residual": led.money_residual(ledger) if len(ledger) else 0.0,
         "vpp_retained": led.vpp_balance_residual(ledger, vpps) if len(ledger) else 0.0,
-        "prosumers_losing_money_pct": float("nan"),
     }
     return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in out.items()}
 

@@ -51,7 +51,8 @@ class VppConfig(Model):
 
     min_offer_kw: float = Field(100.0, ge=0.0, description="minimum ancillary offer size (FERC Order 2222)")
     fee_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="documented platform cost kept from revenue")
-    delivery_risk: float = Field(0.05, ge=0.0, le=1.0)
+    delivery_risk: float = Field(0.02, ge=0.0, le=1.0,
+                                 description="expected fraction of an award not delivered (prices offers)")
     corrective: bool = True
     community_battery: CommunityBatteryConfig | None = None
 
@@ -107,8 +108,9 @@ class IsoConfig(Model):
     requirement_kw: dict[str, float] = Field({"reg_up": 1500.0, "reg_down": 1500.0, "spin": 2500.0},
                                              description="ISO requirement per product, kW")
     conventional_units: int = Field(8, ge=1, description="units in the seeded conventional supply stack")
-    penalty_multiplier: float = Field(2.0, ge=0.0,
-                                      description="penalty = shortfall x clearing price x multiplier x duration")
+    penalty_multiplier: float = Field(
+        10.0, ge=0.0, description="penalty = shortfall x clearing price x multiplier x duration (10: a stand-in "
+        "for the real-time cost of replacing undelivered reserve)")
     regulation_csv: Path | None = Field(None, description="reserved: regulation signal from a CSV")
 
     @model_validator(mode="after")

@@ -17,6 +17,8 @@ class Recorder:
     def __init__(self, out_dir: Path, federate: str):
         self.dir = Path(out_dir) / "parts" / federate
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob("*.csv"):  # a re-run of the same federation starts its tables afresh
+            stale.unlink()
         self._rows: dict[str, list[dict]] = {}
 
     def add(self, table: str, **row) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 TABLES: dict[str, tuple[str, ...]] = {
     # Layer I order books (side: buy | sell) and every trade of every layer (layer: 1, 2 or 3)
+    # accepted: True when any of the order's energy was matched (matched_kwh says how much); reason: why the
+    # gate rejected it (empty when it reached the market). Layer III books are recorded here too
+    # (market vpp_market_up / vpp_market_down, slot = the 5-minute interval).
     "bids": ("time", "slot", "market", "participant", "side", "energy_kwh", "limit_price_per_kwh", "accepted",
-             "reason"),
+             "matched_kwh", "reason"),
     "trades": ("time", "slot", "layer", "market", "buyer", "seller", "energy_kwh", "price_per_kwh"),
     # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",

@@ -46,9 +46,9 @@ def layer3_needs(required: float, up_capacity_kw: float, down_capacity_kw: float
     expected = achievable + drift_kw
     gap = required - expected            # > 0: need more injection; < 0: need less
     needs: list[L3Need] = []
-    if required >= 0 and gap > 0:
+    if required > 0 and gap > 0:
         needs.append(L3Need("up", "buy", gap * hours, penalty_price_per_kwh))
-    elif required <= 0 and gap < 0:
+    elif required < 0 and gap < 0:
         needs.append(L3Need("down", "buy", -gap * hours, penalty_price_per_kwh))
     spare_up = max(up_capacity_kw - max(achievable, 0.0) - max(-drift_kw, 0.0), 0.0)
     spare_down = max(down_capacity_kw - max(-achievable, 0.0) - max(drift_kw, 0.0), 0.0)
@@ -56,11 +56,3 @@ def layer3_needs(required: float, up_capacity_kw: float, down_capacity_kw: float
         if spare * hours >= min_kwh and not any(n.direction == direction for n in needs):
             needs.append(L3Need(direction, "sell", spare * hours, spare_price_per_kwh))
     return [n for n in needs if n.energy_kwh >= min_kwh]
-
-
-def split_pro_rata(total_kw: float, weights: dict[str, float]) -> dict[str, float]:
-    """Split ``total_kw`` over members in proportion to ``weights`` (non-negative); zero weights get nothing."""
-    norm = sum(w for w in weights.values() if w > 0)
-    if norm <= 0:
-        return {}
-    return {m: total_kw * w / norm for m, w in weights.items() if w > 0}

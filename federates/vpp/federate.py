@@ -86,11 +86,13 @@ class VppShell:
         for o in out.orders:
             rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=o.participant,
                     side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
-                    accepted=out.result.matched_kwh.get(o.order_id, 0.0), reason="")
+                    accepted=out.result.matched_kwh.get(o.order_id, 0.0) > 0,
+                    matched_kwh=out.result.matched_kwh.get(o.order_id, 0.0), reason="")
         for r in out.rejections:
             rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=r.order.participant,
                     side=r.order.side, energy_kwh=r.order.energy_kwh,
-                    limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=0.0, reason=r.reason)
+                    limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=False, matched_kwh=0.0,
+                    reason=r.reason)
         for t in out.result.trades:
             rec.trade(time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer, seller=t.seller,
                       energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh)

@@ -15,13 +15,14 @@ from federates.prosumer.devices import TariffConfig
 from federates.vpp.aggregation import MemberFlex, disaggregate
 from federates.vpp.ancillary_bidding import BiddingDecision, BiddingInput, decide_offers
 from federates.vpp.corrective import Action, CorrectiveController
-from federates.vpp.delivery import L3Need, layer3_needs, required_kw, split_pro_rata
+from federates.vpp.delivery import L3Need, layer3_needs, required_kw
 from federates.vpp.p2p_market import ClearingResult, Order, Rejection, Submission, clear, screen_orders
 
 UP_PRODUCTS = ("reg_up", "spin")
 # Members price their flexibility per kWh ACTIVATED; the ISO pays for capacity HELD. The VPP converts with
 # the expected share of held capacity that is deployed (mean up-regulation of a zero-mean signal ~ 0.25).
 EXPECTED_DEPLOYMENT = 0.25
+SPARE_MARGIN_PER_KWH = 0.01
 DEFAULT_PRICE_FORECAST = {"reg_up": 15.0, "reg_down": 6.0, "spin": 8.0}
 
 
@@ -113,17 +114,29 @@ class CommunityVpp:
         return required_kw(self.awards.get(interval // 3, {}), regulation, spin_deployed)
 
     def layer3_needs(self, interval: int, required: float, penalty_price_per_mw_h: float) -> list[L3Need]:
-        up, down = self.reserve.get(interval // 3, ({}, {}))
+        """Layer III orders for ``interval``: capability is all the flexibility members offered for the slot
+        (committed reserve plus the rest); a shortfall is bought at up to the penalty per kWh, spare
+        capability is sold at the members' opportunity cost (their value of energy above the buy-back rate,
+        which is what they are paid for the extra export), weighted by the flexibility each offered."""
         flex = self.member_flex(interval // 3)
-        spare_price = max((f.price_per_kwh for f in flex), default=self.tariff.buyback_price_per_kwh)
-        return layer3_needs(required, sum(up.values()), sum(down.values()), self.last_drift_kw, period_s=300,
+        up_cap = sum(f.up_kw for f in flex)
+        down_cap = sum(f.down_kw for f in flex)
+        buyback = self.tariff.buyback_price_per_kwh
+        costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw) for f in flex]
+        weight = sum(w for _, w in costs)
+        spare_price = sum(c * w for c, w in costs) / weight if weight > 0 else 0.0
+        return layer3_needs(required, up_cap, down_cap, self.last_drift_kw, period_s=300,
                             penalty_price_per_kwh=penalty_price_per_mw_h / 1000.0 * self.penalty_multiplier,
-                            spare_price_per_kwh=spare_price)
+                            spare_price_per_kwh=spare_price + SPARE_MARGIN_PER_KWH)
 
     def setpoints(self, interval: int, own_delta_kw: float) -> dict[str, SetpointMsg]:
-        """Members' setpoints: the VPP's delivery split pro rata to reserve commitments, plus corrective caps."""
-        up, down = self.reserve.get(interval // 3, ({}, {}))
-        share = split_pro_rata(own_delta_kw, up if own_delta_kw >= 0 else down)
+        """Members' setpoints: the VPP's delivery split over the members' offered flexibility (pro rata,
+        never above a member's offer), plus corrective caps."""
+        flex = self.member_flex(interval // 3)
+        if own_delta_kw >= 0:
+            share = disaggregate(own_delta_kw, {f.member: f.up_kw for f in flex})
+        else:
+            share = {m: -kw for m, kw in disaggregate(-own_delta_kw, {f.member: f.down_kw for f in flex}).items()}
         out = {}
         for m in self.members:
             delta = share.get(m, 0.0)

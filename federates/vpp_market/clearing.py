@@ -25,6 +25,7 @@ DIRECTIONS = ("up", "down")
 class Layer3Clearing:
     trades: list[tuple[str, Trade]]          # (direction, trade)
     credit_kwh: dict[str, float]
+    matched_kwh: dict[str, float]            # order_id -> energy traded (after any tie limit)
 
 
 def clear_layer3(books: dict[str, list[Order]], *, mechanism: str, physical: str, tie_capacity_kw: float,
@@ -32,6 +33,7 @@ def clear_layer3(books: dict[str, list[Order]], *, mechanism: str, physical: str
                  price_cap_per_kwh: float) -> Layer3Clearing:
     trades: list[tuple[str, Trade]] = []
     credit: dict[str, float] = {}
+    matched: dict[str, float] = {}
     wheeling = wheeling_charge_per_kwh if physical == "financial" else 0.0
     for direction in DIRECTIONS:
         orders = [_net_of_wheeling(o, wheeling, price_floor_per_kwh) for o in books.get(direction, [])]
@@ -49,7 +51,9 @@ def clear_layer3(books: dict[str, list[Order]], *, mechanism: str, physical: str
             credit[t.buyer] = credit.get(t.buyer, 0.0) + sign * t.energy_kwh
             credit[t.seller] = credit.get(t.seller, 0.0) - sign * t.energy_kwh
             trades.append((direction, t))
-    return Layer3Clearing(trades, credit)
+            matched[t.buy_order_id] = matched.get(t.buy_order_id, 0.0) + t.energy_kwh
+            matched[t.sell_order_id] = matched.get(t.sell_order_id, 0.0) + t.energy_kwh
+    return Layer3Clearing(trades, credit, matched)
 
 
 def _net_of_wheeling(order: Order, wheeling: float, floor: float) -> Order | None:

@@ -28,9 +28,10 @@ def main(config_path: str) -> None:
                                                  o.limit_price_per_kwh, arrival=len(subs[d])),
                                            sender=vpp, submitted_s=msg.time_s) for o in getattr(msg, d)]
             hosts = {v: v for v in cfg.vpps}
-            books = {d: screen_orders(subs[d], gate_s=step.tick_start_s + Phase.L3_ORDER, hosts=hosts,
-                                      price_floor_per_kwh=0.0, price_cap_per_kwh=PRICE_CAP_PER_KWH)[0]
-                     for d in DIRECTIONS}
+            screened = {d: screen_orders(subs[d], gate_s=step.tick_start_s + Phase.L3_ORDER, hosts=hosts,
+                                         price_floor_per_kwh=0.0, price_cap_per_kwh=PRICE_CAP_PER_KWH)
+                        for d in DIRECTIONS}
+            books = {d: accepted for d, (accepted, _) in screened.items()}
             result = clear_layer3(books, mechanism=m.mechanism, physical=m.physical,
                                   tie_capacity_kw=m.tie_capacity_kw, wheeling_charge_per_kwh=m.wheeling_charge_per_kwh,
                                   period_s=TICK_S, price_floor_per_kwh=0.0, price_cap_per_kwh=PRICE_CAP_PER_KWH)
@@ -38,8 +39,23 @@ def main(config_path: str) -> None:
                 shell.recorder.trade(time=step.time_s, slot=nxt, layer=3, market=f"vpp_market_{direction}",
                                      buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
                                      price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh, item="l3")
+            for d, (accepted, rejected) in screened.items():
+                _record_book(shell, step.time_s, nxt, f"vpp_market_{d}", accepted, rejected, result.matched_kwh)
             shell.publish("vpp_market/results", L3Result(
                 time_s=step.time_s, interval=nxt, credit_kwh=result.credit_kwh,
                 trades=[TradeMsg(buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
                                  price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh, direction=d)
                         for d, t in result.trades]), target=nxt)
+
+
+def _record_book(shell: Shell, time_s: float, interval: int, market: str, orders, rejected, matched) -> None:
+    for o in orders:
+        shell.recorder.add("bids", time=time_s, slot=interval, market=market, participant=o.participant,
+                           side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
+                           accepted=matched.get(o.order_id, 0.0) > 0, matched_kwh=matched.get(o.order_id, 0.0),
+                           reason="")
+    for r in rejected:
+        o = r.order
+        shell.recorder.add("bids", time=time_s, slot=interval, market=market, participant=o.participant,
+                           side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
+                           accepted=False, matched_kwh=0.0, reason=r.reason)

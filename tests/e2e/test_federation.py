@@ -79,9 +79,10 @@ def test_p2p_positions_become_dispatch_commitments(run):
         net = (l1[l1.slot == slot].groupby("buyer").energy_kwh.sum()
                .sub(l1[l1.slot == slot].groupby("seller").energy_kwh.sum(), fill_value=0.0))
         in_slot = steps[(steps.time >= slot * 1800) & (steps.time < (slot + 1) * 1800)]
+        # p2p_commit_kw follows the injection convention: + = net sold
         commit = in_slot.groupby("prosumer").p2p_commit_kw.mean() * 0.5
         for prosumer, kwh in net.items():
-            assert commit[prosumer] == pytest.approx(kwh, abs=1e-6)
+            assert commit[prosumer] == pytest.approx(-kwh, abs=1e-6)
 
 
 def test_results_and_kpis_are_written(run):

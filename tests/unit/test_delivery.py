@@ -1,6 +1,6 @@
 import pytest
 
-from federates.vpp.delivery import layer3_needs, required_kw, split_pro_rata
+from federates.vpp.delivery import layer3_needs, required_kw
 
 
 def test_required_follows_signal_direction():
@@ -28,7 +28,6 @@ def test_spare_capability_is_offered_when_on_target():
     assert [(n.direction, n.side, round(n.energy_kwh * 12, 6)) for n in needs] == [("up", "sell", 30.0)]
 
 
-def test_split_pro_rata_sums_and_skips_zero_weights():
-    out = split_pro_rata(30.0, {"a": 1.0, "b": 2.0, "c": 0.0})
-    assert out == pytest.approx({"a": 10.0, "b": 20.0})
-    assert split_pro_rata(5.0, {"a": 0.0}) == {}
+def test_nothing_is_bought_when_nothing_is_asked():
+    needs = layer3_needs(0.0, 40.0, 40.0, -15.0, period_s=300, penalty_price_per_kwh=0.5, spare_price_per_kwh=0.05)
+    assert all(n.side == "sell" for n in needs)

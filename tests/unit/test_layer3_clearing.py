@@ -40,3 +40,11 @@ def test_bilateral_option_reuses_layer1_code():
     assert sum(t.energy_kwh for d, t in r.trades if d == "up") == pytest.approx(2.0)
     for _, t in r.trades:
         assert 0.10 <= t.price_per_kwh <= 0.50
+
+
+def test_matched_energy_per_order_adds_up_to_the_trades():
+    r = clear_layer3(_book(), mechanism="auction", physical="tie", tie_capacity_kw=12.0,
+                     wheeling_charge_per_kwh=0.0, period_s=300, price_floor_per_kwh=0.0, price_cap_per_kwh=10.0)
+    traded = sum(t.energy_kwh for _, t in r.trades)
+    assert sum(r.matched_kwh.values()) == pytest.approx(2 * traded)
+    assert r.matched_kwh["a:up:buy"] == pytest.approx(1.0) and r.matched_kwh["b:up:sell"] == pytest.approx(1.0)
