@@ -87,7 +87,7 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     """Run one scenario into ``run_dir``; raise HarmonyError naming the failed federate(s)."""
     from runner.build import build, free_port
     from runner.launch import failure_report, run_federation
-    from runner.results import finish_run
+    from runner.results import collect, finish_run
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -100,12 +100,15 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     started = time.monotonic()
     code = run_federation(fed_json, run_dir, sc.duration_s, show_progress=show_progress)
     wall = time.monotonic() - started
-    figures = finish_run(sc, run_dir, wall_s=wall)
-    if code != 0:
-        causes = failure_report(run_dir) or [f"helics run exited with status {code}; see {run_dir}/*.log"]
-        raise HarmonyError("the federation failed; results so far are in "
-                           f"{run_dir}/results\n  " + "\n  ".join(causes))
-    return figures
+    if code == 0:
+        return finish_run(sc, run_dir, wall_s=wall)
+    causes = failure_report(run_dir) or [f"helics run exited with status {code}; see {run_dir}/*.log"]
+    try:
+        collect(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the federation's failure is what the user must see
+        causes.append(f"(collecting the partial results also failed: {exc})")
+    raise HarmonyError("the federation failed; results so far are in "
+                       f"{run_dir}/results\n  " + "\n  ".join(causes))
 
 
 def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
@@ -123,6 +126,24 @@ def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
         f"results: {run_dir}/results   kpis: {run_dir}/kpis.json",
     ]
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), help="folder (default runs/<name>-compare)")
+@scenario_options
+@friendly
+def compare(scenario, out, hours, seed, feeder, overrides):
+    """Run SCENARIO under all five modes on the same seed; print and write the comparison table."""
+    from runner.compare import run_all
+
+    sc = resolve_scenario(scenario, hours, seed, feeder, overrides)
+    out_dir = Path(out or f"runs/{sc.name}-compare").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = run_all(sc, out_dir, execute)
+    with_pct = table.copy()
+    click.echo(with_pct.round(3).T.to_string())
+    click.echo(f"written: {out_dir}/comparison.csv and {out_dir}/<mode>/")
 
 
 @main.command("build")

@@ -69,11 +69,16 @@ def _hhmm(seconds: float) -> str:
 
 
 def failure_report(log_dir: Path) -> list[str]:
-    """For each federate log whose last lines say FAILED, 'name: cause'."""
-    found = []
+    """'name: cause' for each federate whose log says FAILED, the root cause first.
+
+    When one federate fails it raises a global HELICS error; the others then fail with that relayed error
+    (a HelicsException naming the first federate), so those are listed after the federate that failed first.
+    """
+    primary, relayed = [], []
     for log in sorted(log_dir.glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
         failed = [ln for ln in lines if "FAILED:" in ln]
         if failed:
-            found.append(f"{log.stem}: {re.sub(r'^.*FAILED: ', '', failed[-1])}")
-    return found
+            cause = re.sub(r"^.*FAILED: ", "", failed[-1])
+            (relayed if cause.startswith("HelicsException") else primary).append(f"{log.stem}: {cause}")
+    return primary + [f"(then) {r}" for r in relayed]

@@ -7,8 +7,8 @@ shares:
 
 - **Utility** (net billing per Layer I slot): ``utility_net_kwh = metered net export + P2P bought - P2P
   sold``; a surplus is credited at the buy-back rate (``utility_export``), a deficit charged at the slot's
-  retail rate (``utility_import``). A prosumer who sold more to peers than it exported buys the rest from the
-  utility.
+  retail rate (``utility_import``); under net metering the surplus is credited at that retail rate. A prosumer
+  who sold more to peers than it exported buys the rest from the utility.
 - **VPP revenue share** (non-profit): each VPP's net income (ancillary payments - penalties + Layer III sales
   - Layer III purchases) less the documented platform fee (``fee_fraction``, item ``platform_fee``) is paid
   to its members pro rata to the reserve capacity they held (kW x h, up + down). A negative net (penalties)
@@ -46,7 +46,8 @@ def utility_entries(steps: pd.DataFrame, trades: pd.DataFrame, tariff: TariffCon
     net = net[net.index.isin(metered.index)]
     slots = net.index.get_level_values("slot").to_numpy()
     hour = (start.hour + start.minute / 60 + slots * SLOT_S / 3600) % 24
-    retail = np.array([tariff.retail_at(h) for h in hour])
+    retail = tariff.retail_array(hour)
+    credit = tariff.export_price_array(hour)
     e = net.to_numpy()
     export = e > 0
     out = pd.DataFrame({
@@ -55,7 +56,7 @@ def utility_entries(steps: pd.DataFrame, trades: pd.DataFrame, tariff: TariffCon
         "counterparty": "utility",
         "item": np.where(export, "utility_export", "utility_import"),
         "energy_kwh": np.abs(e),
-        "amount": np.where(export, e * tariff.buyback_price_per_kwh, e * retail),
+        "amount": np.where(export, e * credit, e * retail),
     })
     return out[out["energy_kwh"] > 0][cols]
 

@@ -194,12 +194,10 @@ class Scenario(Model):
         return feeder.market or self.market
 
     def tariff_for_mode(self) -> TariffConfig:
-        """The tariff prosumers face: net metering credits exports at the retail rate of the same slot,
-        modelled as a buy-back equal to the lowest retail price (exports never earn less than that)."""
+        """The tariff prosumers face: in mode netmetering, exports are credited at the retail rate."""
         if self.mode != "netmetering":
             return self.tariff
-        lowest = min(p.price_per_kwh for p in self.tariff.retail_tou)
-        return self.tariff.model_copy(update={"buyback_price_per_kwh": lowest})
+        return self.tariff.model_copy(update={"net_metering": True})
 
 
 # ---- loading -------------------------------------------------------------------------------------------------

@@ -170,10 +170,12 @@ class TouPeriod(_Strict):
 
 
 class TariffConfig(_Strict):
-    """Utility tariff: time-of-use retail price, flat buy-back price, optional demand charge."""
+    """Utility tariff: time-of-use retail price, flat buy-back price (net billing) or net metering,
+    optional demand charge."""
 
     retail_tou: list[TouPeriod] = Field(min_length=1)
-    buyback_price_per_kwh: float
+    buyback_price_per_kwh: float = Field(description="export credit per kWh under net billing")
+    net_metering: bool = Field(False, description="credit exports at the retail price of the same time instead")
     demand_charge_per_kw: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
@@ -197,6 +199,16 @@ class TariffConfig(_Strict):
             if period.start_h <= h:
                 price = period.price_per_kwh
         return price
+
+    def export_price_at(self, hour: float) -> float:
+        """Credit per kWh exported at ``hour``: the buy-back rate, or the retail rate under net metering."""
+        return self.retail_at(hour) if self.net_metering else self.buyback_price_per_kwh
+
+    def export_price_array(self, hours: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`export_price_at`."""
+        if self.net_metering:
+            return self.retail_array(hours)
+        return np.full(np.shape(hours), self.buyback_price_per_kwh, dtype=float)
 
     def retail_array(self, hours: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`retail_at`."""

@@ -35,7 +35,7 @@ def main(config_path: str) -> None:
     pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
     me, vpp = rt.name, cfg.vpp
     mine = set(fleet.names)
-    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH}
+    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH, Phase.L1_BID}
     setpoints: dict[str, Setpoint] = {}
     with Shell(rt) as shell:
         for step in shell.steps(phases):
@@ -48,7 +48,8 @@ def main(config_path: str) -> None:
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
                 bids = fleet.plan(step.time_s, step.l1_slot)
-                shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
+                if p2p:
+                    shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
             else:  # L1_COMMIT
                 positions = shell.read(f"{vpp}/positions", Positions)
                 if positions is not None and positions.slot == step.l1_slot:
@@ -59,7 +60,8 @@ def main(config_path: str) -> None:
 
 
 def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:
-    reserve = shell.read(f"{vpp}/reserve", ReserveCommitments)
+    key = f"{vpp}/reserve"
+    reserve = shell.read(key, ReserveCommitments) if key in shell.subs else None
     if reserve is not None:
         fleet.commit_reserve(reserve.slot, {p: v for p, v in reserve.up_kw.items() if p in mine},
                             {p: v for p, v in reserve.down_kw.items() if p in mine})

@@ -254,6 +254,7 @@ class ProsumerFleet:
         hours = self.h0 + self.step_h * np.arange(total)
         retail = tariff.retail_array(hours).reshape(self.n_slots, -1).mean(axis=1)
         self.retail_slot = retail
+        self.export_slot = tariff.export_price_array(hours).reshape(self.n_slots, -1).mean(axis=1)
         self.terminal_retail = min(p.price_per_kwh for p in tariff.retail_tou)
         self._generate_profiles(prosumers, seed, total)
         n = len(prosumers)
@@ -320,7 +321,7 @@ class ProsumerFleet:
                     plan,
                     slot_h=self.slot_h,
                     retail_per_kwh=float(self.retail_slot[slot]),
-                    buyback_per_kwh=self.tariff.buyback_price_per_kwh,
+                    buyback_per_kwh=float(self.export_slot[slot]),
                     p2p_buy_kw=float(self.p2p_kwh[i, slot]) / self.slot_h,
                     p2p_enabled=self.p2p_enabled,
                     vpp_enabled=self.vpp_enabled,
@@ -392,7 +393,7 @@ class ProsumerFleet:
             battery=st.battery,
             net_load_kw=self.forecast_net_slot_kw[i, s] - self.p2p_kwh[i, s] / self.slot_h,
             retail_price_per_kwh=self.retail_slot[s],
-            buyback_price_per_kwh=np.full(h, self.tariff.buyback_price_per_kwh),
+            buyback_price_per_kwh=self.export_slot[s],
             soc_init_kwh=soc0,
             soc_floor_kwh=self._soc_floor(st, soc0),
             reserve_up_award_kw=self.award_up_kw[i, q].reshape(h, 2).max(axis=1),
