@@ -44,7 +44,8 @@ def render() -> str:
            "rejected. Paths are relative to the scenario file. Override any field with "
            "`--set dotted.path=value` (list items by index, e.g. `feeders.0.master=...`).", ""]
     for name, model in seen.items():
-        out += [f"## {name}", "", (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "", "",
+        summary = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+        out += [f"## {name}", "", summary, "",
                 "| field | type | default | meaning |", "|---|---|---|---|"]
         for fname, field in model.model_fields.items():
             value = field.default_factory() if field.default_factory else field.default
