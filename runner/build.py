@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from federates.common.config import FeederConfig, Scenario
-from federates.common.errors import ConfigError
+from federates.common.errors import ConfigError, HarmonyError
 from federates.common.wiring import (
     FeederFederate,
     FederateConfig,
@@ -59,10 +60,26 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
     return placed
 
 
-def free_port() -> int:
+def free_port(block: int = 64) -> int:
+    """A broker port whose next ``block`` ports are free too (HELICS' zmq broker hands its federates' cores
+    the ports above its own). Searched below Linux's ephemeral range (32768-60999), where outgoing
+    connections would otherwise grab the cores' ports."""
+    rng = random.Random()  # not the scenario's seed: concurrent runs must not pick the same block
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - block, 2)
+        if all(_bindable(port) for port in range(base, base + block)):
+            return base
+    raise HarmonyError("no free block of local ports for the HELICS broker in 20000-32000; "
+                       "close other federations or pass --port")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Path,

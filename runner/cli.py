@@ -197,6 +197,19 @@ def collect(run_dir, scenario):
     click.echo(json.dumps(figures, indent=2))
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--compare", "compare_dir", type=click.Path(file_okay=False, exists=True),
+              help="a `harmony compare` folder: adds the cost of each prosumer under each mode")
+@friendly
+def report(run_dir, compare_dir):
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/figures/*.png."""
+    from runner.report import write_report
+
+    path = write_report(Path(run_dir), compare_dir=Path(compare_dir) if compare_dir else None)
+    click.echo(f"wrote {path}")
+
+
 @main.group()
 def feeder():
     """Inspect OpenDSS feeders."""

@@ -10,7 +10,8 @@ Comparison KPIs added to each mode's kpis.json:
 - ``prosumers_losing_money_pct``: share of prosumers whose cost is higher than under top-down (should be 0);
 - ``savings_gini``: Gini coefficient of the prosumers' savings against top-down (0 = evenly spread; computed on
   savings shifted to be non-negative);
-- ``penalties_avoided``: penalties of ``layer12`` minus penalties of ``full`` (Layer III's contribution).
+- ``penalties_avoided`` (mode full): penalties of ``layer12`` (Layer III off, same seed) minus penalties of
+  ``full``; a single run's kpis.json instead settles its own metered delivery without the Layer III credits.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def comparison_kpis(figures: dict[str, dict], costs: dict[str, pd.Series]) -> di
                          savings_vs_netmetering_pct=savings_pct(net, f["total_cost"]),
                          prosumers_losing_money_pct=100.0 * float(np.mean(saved < -1e-6)),
                          savings_gini=gini(saved - min(saved.min(), 0.0)),
-                         penalties_avoided=pen_avoided if mode == "full" else 0.0)
+                         penalties_avoided=pen_avoided if mode == "full" else f.get("penalties_avoided", 0.0))
     return out
 
 

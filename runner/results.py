@@ -1,8 +1,10 @@
 """End of a run: merge every federate's parts into ``RUN/results/<table>.csv``, build the ledger, check that
 it balances, and write ``results/prosumer_kpis.csv`` and ``kpis.json``.
 
-KPI definitions (the field's usage): self-consumed energy = PV used on site + energy bought from peers on the
-same feeder; self-sufficiency = self-consumed / demand; self-consumption = self-consumed / production.
+KPI definitions (the field's usage): self-sufficiency = self-consumed energy / demand = 1 - (utility imports -
+P2P purchases) / demand; self-consumption = self-consumed energy / production = 1 - (utility exports - P2P
+sales) / PV production. Energy bought from peers on the same feeder counts as self-consumed. Both are clipped
+at 0 (battery arbitrage under net metering can import or export more than the demand or the production).
 """
 
 from __future__ import annotations
@@ -69,22 +71,29 @@ def energy_figures(steps: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
 
 
 def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd.DataFrame) -> dict:
-    steps, feeder, trades = frames["prosumer_steps"], frames["feeder_steps"], frames["trades"]
+    steps, feeder, trades, anc = frames["prosumer_steps"], frames["feeder_steps"], frames["trades"], \
+        frames["ancillary"]
     items = ledger.groupby("item")["amount"].sum() if len(ledger) else pd.Series(dtype=float)
-    anc = float(sum(v for k, v in items.items() if str(k).startswith("ancillary_")))
+    anc_income = float(sum(v for k, v in items.items() if str(k).startswith("ancillary_")))
     pv, demand = per_prosumer["pv_kwh"].sum(), per_prosumer["demand_kwh"].sum()
     p2p = float(trades.loc[trades["layer"] == 1, "energy_kwh"].sum()) if len(trades) else 0.0
-    self_consumed = float(pv - per_prosumer["export_kwh"].sum()) + p2p
+    # self-consumed = demand not met by the utility (P2P purchases count as local), production not exported
+    # to the utility (P2P sales count as local); clipped at 0 when batteries charged from the grid export more
+    from_utility = max(float(per_prosumer["import_kwh"].sum()) - p2p, 0.0)
+    to_utility = max(float(per_prosumer["export_kwh"].sum()) - p2p, 0.0)
     head = feeder.groupby("time")["p_head_kw"].sum() if len(feeder) else pd.Series(dtype=float)
     vpps = sorted({f"vpp_{f}" for f in steps["feeder"].unique()}) if len(steps) else []
     out = {
         "total_cost": float(per_prosumer["total_cost"].sum()),
         "p2p_energy_kwh": p2p,
         "l3_energy_kwh": float(trades.loc[trades["layer"] == 3, "energy_kwh"].sum()) if len(trades) else 0.0,
-        "ancillary_revenue": anc,
+        "ancillary_revenue": anc_income,
         "penalties": float(-items.get("penalty", 0.0)),
-        "self_sufficiency_pct": 100 * self_consumed / demand if demand else 0.0,
-        "self_consumption_pct": 100 * self_consumed / pv if pv else 0.0,
+        # the same metered delivery settled without Layer III credits, minus what was charged (harmony compare
+        # reports the two-run figure: penalties with Layer III switched off minus with it on)
+        "penalties_avoided": float((anc["penalty_without_l3"] - anc["penalty"]).sum()) if len(anc) else 0.0,
+        "self_sufficiency_pct": max(100 * (1 - from_utility / demand), 0.0) if demand else 0.0,
+        "self_consumption_pct": max(100 * (1 - to_utility / pv), 0.0) if pv else 0.0,
         "unmet_flexible_kwh": float(steps["unmet_flex_kwh"].sum()) if len(steps) else 0.0,
         "voltage_violation_minutes": float((feeder.groupby("time")["n_violations"].sum() > 0).sum() * 5)
         if len(feeder) else 0.0,
@@ -120,6 +129,13 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     if wall_s is not None:
         figures["wall_s"] = round(wall_s, 2)
     write_kpis(run_dir, figures)
+    head_kwh = float(frames["feeder_steps"]["p_head_kw"].abs().sum() * TICK_H) if len(frames["feeder_steps"]) else 0.0
+    led.check({"money_balance_residual": figures["money_balance_residual"],
+               "energy_balance_residual_kwh": figures["energy_balance_residual_kwh"],
+               "vpp_retained": figures["vpp_retained"]})
+    # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
+    led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
+              tol=1e-3)
     return figures
 
 

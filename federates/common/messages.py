@@ -33,11 +33,15 @@ class Payload(BaseModel):
 
 # ---- prosumers -> feeder, VPP -------------------------------------------------------------------------------
 class Injections(Payload):
-    """Net injection of each prosumer for interval ``interval`` (+ = export), kW. Key ``<prosumer fed>/injections``."""
+    """Net injection of each prosumer for interval ``interval`` (+ = export), kW, and the meter's reading of
+    the flexibility left for the next interval (``up_kw``: more injection, ``down_kw``: less; battery headroom
+    at the current state of charge). Key ``<prosumer fed>/injections``."""
 
     time_s: float
     interval: int
     p_kw: dict[str, float]
+    up_kw: dict[str, float] = {}
+    down_kw: dict[str, float] = {}
 
 
 class OrderMsg(Payload):

@@ -31,17 +31,18 @@ class Recorder:
 
     def trade(self, *, time: float, slot: int, layer: int, market: str, buyer: str, seller: str,
               energy_kwh: float, price_per_kwh: float, fee_per_kwh: float = 0.0, item: str = "p2p") -> None:
-        """Record a trade and its money: the buyer pays price, the seller receives price - fee, the
-        fee goes to the network operator (ledger amounts are + when the participant receives money)."""
+        """Record a trade and its money (ledger amounts are + when the participant receives money): the buyer
+        pays the seller price - fee and pays the fee to the network operator (an external party)."""
         self.add("trades", time=time, slot=slot, layer=layer, market=market, buyer=buyer, seller=seller,
                  energy_kwh=energy_kwh, price_per_kwh=price_per_kwh)
+        to_seller = (price_per_kwh - fee_per_kwh) * energy_kwh
         self.add("ledger", time=time, participant=buyer, counterparty=seller, item=f"{item}_purchase",
-                 energy_kwh=energy_kwh, amount=-price_per_kwh * energy_kwh)
+                 energy_kwh=energy_kwh, amount=-to_seller)
         self.add("ledger", time=time, participant=seller, counterparty=buyer, item=f"{item}_sale",
-                 energy_kwh=energy_kwh, amount=(price_per_kwh - fee_per_kwh) * energy_kwh)
+                 energy_kwh=energy_kwh, amount=to_seller)
         if fee_per_kwh:
-            self.add("ledger", time=time, participant="network_operator", counterparty=buyer,
-                     item="network_fee", energy_kwh=energy_kwh, amount=fee_per_kwh * energy_kwh)
+            self.add("ledger", time=time, participant=buyer, counterparty="network_operator",
+                     item="network_fee", energy_kwh=energy_kwh, amount=-fee_per_kwh * energy_kwh)
 
     def flush(self) -> None:
         for table, rows in self._rows.items():

@@ -17,8 +17,10 @@ TABLES: dict[str, tuple[str, ...]] = {
              "matched_kwh", "reason"),
     "trades": ("time", "slot", "layer", "market", "buyer", "seller", "energy_kwh", "price_per_kwh"),
     # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
+    # penalty_without_l3: what the ISO would have charged for the same metered delivery without the VPP's
+    # Layer III credits (their difference is the penalty Layer III avoided in this run)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
-                  "delivered_kw", "performance", "penalty"),
+                  "delivered_kw", "performance", "penalty", "penalty_without_l3"),
     # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting)
     "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
                      "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "message"),

@@ -26,7 +26,9 @@ Robustness
 - The master is loaded with ``redirect`` of its ABSOLUTE path in a fresh engine that may not change the
   process directory (``AllowChangeDir(False)``); OpenDSS ``DataPath`` (where it writes reports and
   regulator traces) points to a private temporary directory, so nothing is written into the feeder
-  folder; the process cwd is restored afterwards.
+  folder; the process cwd is restored afterwards. A run script (a file with a ``compile`` line, such as
+  IEEE 123's ``Run_IEEE123Bus.DSS``) is refused with a ``ConfigError`` before it runs: ``compile`` moves
+  DataPath back to the feeder folder and the script's ``show`` lines would write reports there.
 - A failed solve (exception such as #485 "max control iterations exceeded", not converged, any
   non-finite or absurd (> 3 pu) voltage, or a prosumer not injecting what was commanded, i.e. a
   non-physical solution branch) is retried once: re-arm the engine (``set mode=snapshot``; OpenDSS may
@@ -179,6 +181,7 @@ class FeederModel:
         self.v_min_pu = float(v_min_pu)
         self.v_max_pu = float(v_max_pu)
         self.strict = strict
+        _refuse_run_script(self.master_path)
         self._tmp = tempfile.mkdtemp(prefix="harmony-opendss-")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._tmp, True)
         self._dss = opendssdirect.dss.NewContext()
@@ -588,7 +591,10 @@ class FeederModel:
             return self._choose_named([str(n).lower() for n in mode], eligible, skipped)
         if isinstance(mode, int):
             if not 0 <= mode <= len(eligible):
-                raise ConfigError(f"prosumer count {mode} must be in [0, {len(eligible)}] (eligible loads)")
+                raise ConfigError(
+                    f"prosumer count {mode} must be in [0, {len(eligible)}]: {self.master_path.name} has "
+                    f"{len(eligible)} residential-size loads; ask for at most {len(eligible)} or 'all'"
+                )
             count = mode
         else:
             if not 0.0 < mode <= 1.0:
@@ -621,6 +627,23 @@ class FeederModel:
         self._p_inj_kw = {}
         self._inj_now[:] = np.nan
         self._pros_idx = np.zeros(0, dtype=np.intp)
+
+
+def _refuse_run_script(master: Path) -> None:
+    """Refuse a run script (a file that ``compile``s the real master) before OpenDSS executes it.
+
+    ``compile`` points OpenDSS's DataPath at the compiled file's folder, so the script's later
+    ``show`` / ``export`` lines would write reports into the feeder folder (IEEE 123's
+    ``Run_IEEE123Bus.DSS`` writes four files there).
+    """
+    text = master.read_text(errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split("!")[0].split("//")[0].split()
+        if words and words[0].lower() == "compile":
+            raise ConfigError(
+                f"{master} line {number} ({line.strip()!r}) compiles another file: this is a run script, "
+                "which would write its reports into the feeder folder; give the master file it compiles"
+            )
 
 
 def _altdss_batches(d) -> tuple[object | None, list[object]]:

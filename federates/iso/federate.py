@@ -47,31 +47,31 @@ def _record_awards(shell: Shell, step: Step, clearing, offers: dict[str, Ancilla
                                offered_kw=kw, offer_price=offer.offer_price_per_mw_h.get(product, 0.0),
                                awarded_kw=clearing.awards.get(vpp, {}).get(product, 0.0),
                                clearing_price=clearing.prices.get(product, 0.0), delivered_kw=float("nan"),
-                               performance=float("nan"), penalty=0.0)
+                               performance=float("nan"), penalty=0.0, penalty_without_l3=0.0)
 
 
 def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits: dict[str, float],
-            offers: dict) -> None:
+            offers: dict[int, dict[str, AncillaryOffer]]) -> None:
+    slot = step.interval // 3
     for vpp in vpps:
-        feeder = vpp.removeprefix("vpp_")
-        state = shell.read(f"feeder_{feeder}/state", FeederStateMsg)
+        state = shell.read(f"feeder_{vpp.removeprefix('vpp_')}/state", FeederStateMsg)
         if state is None:
             continue
         out = iso.settle(step.interval, vpp, state.members_p_kw, credits.get(vpp, 0.0))
         if out is None:
             continue
-        settlement, required, delivered = out
-        clearing = iso.cleared[step.interval // 3]
+        settlement, _, delivered = out
+        alone, _, _ = iso.settle(step.interval, vpp, state.members_p_kw, 0.0)
+        clearing = iso.cleared[slot]
+        offer = offers.get(slot, {}).get(vpp)
         for p in settlement.capacity_payment:
-            shell.recorder.add("ancillary", time=step.tick_start_s, slot=step.interval // 3, vpp=vpp,
-                               product=p, offered_kw=offers.get(step.interval // 3, {}).get(vpp).offered_kw.get(p, 0.0)
-                               if vpp in offers.get(step.interval // 3, {}) else 0.0,
-                               offer_price=float("nan"), awarded_kw=clearing.awards[vpp].get(p, 0.0),
-                               clearing_price=clearing.prices.get(p, 0.0), delivered_kw=delivered[p],
-                               performance=settlement.performance_score[p], penalty=settlement.penalty[p])
+            shell.recorder.add("ancillary", time=step.tick_start_s, slot=slot, vpp=vpp, product=p,
+                               offered_kw=offer.offered_kw.get(p, 0.0) if offer else 0.0, offer_price=float("nan"),
+                               awarded_kw=clearing.awards[vpp].get(p, 0.0), clearing_price=clearing.prices.get(p, 0.0),
+                               delivered_kw=delivered[p], performance=settlement.performance_score[p],
+                               penalty=settlement.penalty[p], penalty_without_l3=alone.penalty[p])
             shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
-                               item=f"ancillary_{p}", energy_kwh=0.0,
-                               amount=settlement.performance_payment[p])
+                               item=f"ancillary_{p}", energy_kwh=0.0, amount=settlement.performance_payment[p])
             if settlement.penalty[p] > 0:
                 shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
                                    item="penalty", energy_kwh=0.0, amount=-settlement.penalty[p])

@@ -43,8 +43,10 @@ def main(config_path: str) -> None:
                 setpoints = _read_vpp(shell, fleet, vpp, mine) if p2p else {}
                 records = fleet.dispatch(step.time_s, setpoints)
                 _record(shell, cfg.feeder, records)
-                shell.publish(f"{me}/injections", Injections(time_s=step.time_s, interval=step.interval,
-                                                             p_kw={r.prosumer: r.grid_kw for r in records}),
+                room = fleet.headroom_kw({r.prosumer: r.battery_kw for r in records})
+                shell.publish(f"{me}/injections", Injections(
+                    time_s=step.time_s, interval=step.interval, p_kw={r.prosumer: r.grid_kw for r in records},
+                    up_kw={p: up for p, (up, _) in room.items()}, down_kw={p: dn for p, (_, dn) in room.items()}),
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
                 bids = fleet.plan(step.time_s, step.l1_slot)

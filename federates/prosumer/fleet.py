@@ -451,6 +451,17 @@ class ProsumerFleet:
             for i, st in enumerate(self._states)
         ]
 
+    def headroom_kw(self, battery_kw: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+        """Real-time flexibility for the next interval, per prosumer: (up kW, down kW) that the battery could
+        add to its current output ``battery_kw`` (+ = discharging) at the current SOC (meter readings for the
+        VPP: up = more discharge, down = more charge, SOC kept within [resilience floor, soc_max])."""
+        out = {}
+        for st in self._states:
+            ch_max, dis_max = self._battery_limits(st, st.floor_kwh)
+            b = battery_kw.get(st.cfg.name, 0.0)
+            out[st.cfg.name] = (max(dis_max - b, 0.0), max(ch_max + b, 0.0))
+        return out
+
     def _battery_limits(self, st: _Prosumer, lo_kwh: float) -> tuple[float, float]:
         """(max charge kW, max discharge kW) this interval, SOC kept in [lo_kwh, soc_max]."""
         b, dt = st.battery, self.step_h

@@ -31,28 +31,41 @@ class L3Need:
     limit_price_per_kwh: float
 
 
+SPARE_SHARE = 0.5  # share of spare capability a VPP offers to others (the rest is its own safety margin)
+
+
+def member_target_kw(required: float, credit_kw: float, drift_kw: float, up_kw: float, down_kw: float) -> float:
+    """What the VPP asks of its members so that the metered deviation meets the requirement.
+
+    Metered deviation = asked + drift, and Layer III credits count as delivery, so the members are asked
+    ``required - credit - drift``, clamped to what they offered (``-down_kw`` .. ``up_kw``).
+    """
+    return min(max(required - credit_kw - drift_kw, -down_kw), up_kw)
+
+
 def layer3_needs(required: float, up_capacity_kw: float, down_capacity_kw: float, drift_kw: float, *,
                  period_s: int, penalty_price_per_kwh: float, spare_price_per_kwh: float,
                  min_kwh: float = 0.01) -> list[L3Need]:
     """Forecast the shortfall (or spare capability) for the next interval and turn it into orders.
 
-    The VPP expects to deliver ``clamp(required, -down, up) + drift`` (``drift_kw``: the uncontrolled deviation
-    seen last interval, persistence forecast). A shortfall in the required direction is bought at up to the
-    penalty it would otherwise pay; spare capability left in either direction is offered at the members'
-    price. Limit prices are therefore bounded by [members' energy value, penalty].
+    The VPP expects its members to counter the drift (``drift_kw``: the uncontrolled deviation seen last
+    interval, persistence forecast) within their capability, so it expects to deliver
+    ``member_target_kw(required, 0, drift, up, down) + drift``. What is still missing in the required
+    direction is bought at up to the penalty it would otherwise pay; ``SPARE_SHARE`` of the capability left in
+    either direction is offered at the members' price. Limit prices are therefore bounded by [members' energy
+    value, penalty]. Nothing is bought when nothing is asked.
     """
     hours = period_s * HOURS_PER_S
-    achievable = min(max(required, -down_capacity_kw), up_capacity_kw)
-    expected = achievable + drift_kw
-    gap = required - expected            # > 0: need more injection; < 0: need less
+    asked = member_target_kw(required, 0.0, drift_kw, up_capacity_kw, down_capacity_kw)
+    gap = required - (asked + drift_kw)            # > 0: need more injection; < 0: need less
     needs: list[L3Need] = []
     if required > 0 and gap > 0:
         needs.append(L3Need("up", "buy", gap * hours, penalty_price_per_kwh))
     elif required < 0 and gap < 0:
         needs.append(L3Need("down", "buy", -gap * hours, penalty_price_per_kwh))
-    spare_up = max(up_capacity_kw - max(achievable, 0.0) - max(-drift_kw, 0.0), 0.0)
-    spare_down = max(down_capacity_kw - max(-achievable, 0.0) - max(drift_kw, 0.0), 0.0)
-    for direction, spare in (("up", spare_up), ("down", spare_down)):
-        if spare * hours >= min_kwh and not any(n.direction == direction for n in needs):
-            needs.append(L3Need(direction, "sell", spare * hours, spare_price_per_kwh))
+    spare = {"up": max(up_capacity_kw - max(asked, 0.0), 0.0), "down": max(down_capacity_kw - max(-asked, 0.0), 0.0)}
+    for direction, kw in spare.items():
+        energy = SPARE_SHARE * kw * hours
+        if energy >= min_kwh and not any(n.direction == direction for n in needs):
+            needs.append(L3Need(direction, "sell", energy, spare_price_per_kwh))
     return [n for n in needs if n.energy_kwh >= min_kwh]

@@ -40,7 +40,8 @@ class VppShell:
                                 tariff=cfg.tariff, penalty_multiplier=cfg.penalty_multiplier,
                                 trade_distance=cfg.trade_distance)
         self.p_kw: dict[str, float] = {}
-        self.requested_kw: dict[int, float] = {}
+        self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
+        self.asked_kw: dict[int, float] = {}      # what this VPP asked of its members, per interval
         self.regulation = (0.0, 0.0)
 
     def hour(self, time_s: float) -> float:
@@ -61,11 +62,13 @@ class VppShell:
             inj = self.shell.read(f"{fed}/injections", Injections)
             if inj is not None:
                 self.p_kw.update(inj.p_kw)
+                self.vpp.headroom_up_kw.update(inj.up_kw)
+                self.vpp.headroom_down_kw.update(inj.down_kw)
         state = self.shell.read(f"feeder_{self.cfg.feeder}/state", FeederStateMsg)
         if state is None:
             return
         actions = self.vpp.observe(step.interval, state.v_pu, self.p_kw, state.members_p_kw,
-                                   self.requested_kw.get(step.interval, 0.0))
+                                   self.asked_kw.get(step.interval, 0.0))
         for a in actions:
             self.shell.recorder.add("corrective", time=step.tick_start_s, feeder=self.cfg.feeder,
                                     prosumer=a.prosumer, kind=a.kind, value=a.v_pu,
@@ -121,7 +124,7 @@ class VppShell:
             self.regulation = (signal.regulation, signal.spin_deployed)
         nxt = step.interval + 1
         required = self.vpp.required(nxt, *self.regulation)
-        self.requested_kw[nxt] = required
+        self.required_kw[nxt] = required
         if not self.cfg.l3_enabled:
             return
         price = max(self.vpp.prices.get(nxt // 3, {}).values(), default=0.0)
@@ -136,15 +139,17 @@ class VppShell:
 
     def setpoints(self, step: Step) -> None:
         nxt = step.interval + 1
-        delta = self.requested_kw.get(nxt, 0.0)
+        credit_kw = 0.0
         if self.cfg.l3_enabled:
             result = self.shell.read("vpp_market/results", L3Result)
             if result is not None and result.interval == nxt:
                 # energy others inject for us is delivery we need not make; energy we sell we must deliver
-                delta -= result.credit_kwh.get(self.me, 0.0) * 3600.0 / TICK_S
-        self.requested_kw[nxt] = delta
+                credit_kw = result.credit_kwh.get(self.me, 0.0) * 3600.0 / TICK_S
+        required = self.required_kw.get(nxt, 0.0)
+        asked = self.vpp.member_target(nxt, required, credit_kw) if required or credit_kw else 0.0
+        self.asked_kw[nxt] = asked
         self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt,
-                                                             setpoints=self.vpp.setpoints(nxt, delta)), target=nxt)
+                                                             setpoints=self.vpp.setpoints(nxt, asked)), target=nxt)
 
 
 def main(config_path: str) -> None:

@@ -15,7 +15,7 @@ from federates.prosumer.devices import TariffConfig
 from federates.vpp.aggregation import MemberFlex, disaggregate
 from federates.vpp.ancillary_bidding import BiddingDecision, BiddingInput, decide_offers
 from federates.vpp.corrective import Action, CorrectiveController
-from federates.vpp.delivery import L3Need, layer3_needs, required_kw
+from federates.vpp.delivery import L3Need, layer3_needs, member_target_kw, required_kw
 from federates.vpp.p2p_market import ClearingResult, Order, Rejection, Submission, clear, screen_orders
 
 UP_PRODUCTS = ("reg_up", "spin")
@@ -50,6 +50,9 @@ class CommunityVpp:
     baseline_kw: dict[int, float] = field(default_factory=dict)                # L2 slot -> declared baseline
     guard: CorrectiveController = field(default_factory=CorrectiveController)
     last_drift_kw: float = 0.0
+    last_p_kw: dict[str, float] = field(default_factory=dict)                # latest metered net injection
+    headroom_up_kw: dict[str, float] = field(default_factory=dict)           # latest meter-reported headroom
+    headroom_down_kw: dict[str, float] = field(default_factory=dict)
 
     # ---- Layer I ---------------------------------------------------------------------------------------------
     def clear_layer1(self, submissions: list[Submission], gate_s: float, hour: float) -> Layer1Outcome:
@@ -119,8 +122,7 @@ class CommunityVpp:
         capability is sold at the members' opportunity cost (their value of energy above the buy-back rate,
         which is what they are paid for the extra export), weighted by the flexibility each offered."""
         flex = self.member_flex(interval // 3)
-        up_cap = sum(f.up_kw for f in flex)
-        down_cap = sum(f.down_kw for f in flex)
+        up_cap, down_cap = self.capability(interval)
         buyback = self.tariff.buyback_price_per_kwh
         costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw) for f in flex]
         weight = sum(w for _, w in costs)
@@ -129,14 +131,38 @@ class CommunityVpp:
                             penalty_price_per_kwh=penalty_price_per_mw_h / 1000.0 * self.penalty_multiplier,
                             spare_price_per_kwh=spare_price + SPARE_MARGIN_PER_KWH)
 
-    def setpoints(self, interval: int, own_delta_kw: float) -> dict[str, SetpointMsg]:
-        """Members' setpoints: the VPP's delivery split over the members' offered flexibility (pro rata,
-        never above a member's offer), plus corrective caps."""
-        flex = self.member_flex(interval // 3)
-        if own_delta_kw >= 0:
-            share = disaggregate(own_delta_kw, {f.member: f.up_kw for f in flex})
+    def member_capability(self, interval: int) -> tuple[dict[str, float], dict[str, float]]:
+        """Up and down kW each member can deliver in ``interval``: what it offered for the slot, limited by
+        the headroom its meter last reported (state of charge, battery power) and by what a corrective cap
+        leaves room for (a member whose export is capped for over-voltage cannot deliver up)."""
+        up, down = {}, {}
+        for f in self.member_flex(interval // 3):
+            m, p = f.member, self.last_p_kw.get(f.member, 0.0)
+            cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
+            up[m] = min(f.up_kw, self.headroom_up_kw.get(m, f.up_kw))
+            down[m] = min(f.down_kw, self.headroom_down_kw.get(m, f.down_kw))
+            if cap_e is not None:
+                up[m] = min(up[m], max(cap_e - p, 0.0))
+            if cap_i is not None:
+                down[m] = min(down[m], max(cap_i + p, 0.0))
+        return up, down
+
+    def capability(self, interval: int) -> tuple[float, float]:
+        up, down = self.member_capability(interval)
+        return sum(up.values()), sum(down.values())
+
+    def member_target(self, interval: int, required: float, credit_kw: float) -> float:
+        up, down = self.capability(interval)
+        return member_target_kw(required, credit_kw, self.last_drift_kw, up, down)
+
+    def setpoints(self, interval: int, asked_kw: float) -> dict[str, SetpointMsg]:
+        """Members' setpoints: ``asked_kw`` split over the members' offered flexibility (pro rata, never above
+        what a member can deliver), plus corrective caps."""
+        up, down = self.member_capability(interval)
+        if asked_kw >= 0:
+            share = disaggregate(asked_kw, up)
         else:
-            share = {m: -kw for m, kw in disaggregate(-own_delta_kw, {f.member: f.down_kw for f in flex}).items()}
+            share = {m: -kw for m, kw in disaggregate(-asked_kw, down).items()}
         out = {}
         for m in self.members:
             delta = share.get(m, 0.0)
@@ -146,9 +172,11 @@ class CommunityVpp:
         return out
 
     def observe(self, interval: int, v_pu: dict[str, float], p_kw: dict[str, float], members_p_kw: float,
-                requested_kw: float) -> list[Action]:
-        """After a power flow: update the drift forecast and the corrective caps."""
+                asked_kw: float) -> list[Action]:
+        """After a power flow: update the drift forecast (metered deviation from the baseline that members
+        were not asked for) and the corrective caps."""
+        self.last_p_kw = dict(p_kw)
         baseline = self.baseline_kw.get(interval // 3)
         if baseline is not None:
-            self.last_drift_kw = members_p_kw - baseline - requested_kw
+            self.last_drift_kw = members_p_kw - baseline - asked_kw
         return self.guard.update(v_pu, p_kw) if self.config.corrective else []
