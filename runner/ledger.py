@@ -10,8 +10,8 @@ shares:
   retail rate (``utility_import``); under net metering the surplus is credited at that retail rate. A prosumer
   who sold more to peers than it exported buys the rest from the utility.
 - **VPP revenue share** (non-profit): each VPP's net income (ancillary payments - penalties + Layer III sales
-  - Layer III purchases) first compensates members for the energy they delivered upward on request
-  (``activation_compensation``, at retail less the export credit), then, less the documented platform fee
+  - Layer III purchases - the ``activation_compensation`` it paid members for energy delivered on request,
+  written by the VPP federate, see ``CommunityVpp.activation_cost``), less the documented platform fee
   (``fee_fraction``, item ``platform_fee``), is paid to members pro rata to the reserve capacity they held
   (kW x h, up + down). A negative remainder (penalties) is shared by the same rule.
 
@@ -63,27 +63,16 @@ def utility_entries(steps: pd.DataFrame, trades: pd.DataFrame, tariff: TariffCon
 
 
 def revenue_share_entries(ledger: pd.DataFrame, steps: pd.DataFrame, fee_fraction: dict[str, float],
-                          members: dict[str, str], tariff: TariffConfig, start) -> pd.DataFrame:
-    """Pass each VPP's net income to its members (``members``: prosumer -> vpp).
-
-    First every member is compensated for the energy it delivered upward on the VPP's request
-    (``delta_p_kw`` > 0: energy it would otherwise have used itself instead of importing) at the retail rate
-    less the export credit it already got from the utility for that energy (item ``activation_compensation``).
-    What is left after the platform fee is shared pro rata to the reserve each member held.
-    """
+                          members: dict[str, str]) -> pd.DataFrame:
+    """Pass each VPP's net income (after the activation compensation it already paid) to its members
+    (``members``: prosumer -> vpp), pro rata to the reserve each member held, less the platform fee."""
     rows = []
     held = ((steps["reserve_up_kw"] + steps["reserve_down_kw"]) * TICK_H).groupby(steps["prosumer"]).sum() \
         if len(steps) else pd.Series(dtype=float)
-    comp = activation_compensation(steps, tariff, start)
     end = float(steps["time"].max()) + 300 if len(steps) else 0.0
     for vpp, fee in fee_fraction.items():
         mine = [p for p, v in members.items() if v == vpp]
         income = float(ledger.loc[ledger["participant"] == vpp, "amount"].sum())
-        for member, (kwh, amount) in comp.reindex(mine).dropna().iterrows():
-            if amount > 0:
-                rows.append((end, vpp, member, "activation_compensation", kwh, -amount))
-                rows.append((end, member, vpp, "activation_compensation", kwh, amount))
-                income -= amount
         if abs(income) < 1e-12:
             continue
         weights = held.reindex(mine).fillna(0.0)
@@ -99,24 +88,13 @@ def revenue_share_entries(ledger: pd.DataFrame, steps: pd.DataFrame, fee_fractio
     return pd.DataFrame(rows, columns=["time", "participant", "counterparty", "item", "energy_kwh", "amount"])
 
 
-def activation_compensation(steps: pd.DataFrame, tariff: TariffConfig, start) -> pd.DataFrame:
-    """Per member: energy delivered upward on request (kWh) and its compensation ($)."""
-    if steps.empty:
-        return pd.DataFrame(columns=["energy_kwh", "amount"])
-    up_kwh = steps["delta_p_kw"].clip(lower=0.0) * TICK_H
-    hour = (start.hour + start.minute / 60 + steps["time"].to_numpy() / 3600.0) % 24
-    price = np.maximum(tariff.retail_array(hour) - tariff.export_price_array(hour), 0.0)
-    df = pd.DataFrame({"energy_kwh": up_kwh, "amount": up_kwh * price, "prosumer": steps["prosumer"]})
-    return df.groupby("prosumer")[["energy_kwh", "amount"]].sum()
-
-
 def build_ledger(frames: dict[str, pd.DataFrame], tariff: TariffConfig, start, fee_fraction: dict[str, float],
                  members: dict[str, str]) -> pd.DataFrame:
     recorded = frames["ledger"]
     utility = utility_entries(frames["prosumer_steps"], frames["trades"], tariff, start)
     ledger = pd.concat([df for df in (recorded, utility) if len(df)], ignore_index=True) \
         if len(recorded) or len(utility) else recorded
-    shares = revenue_share_entries(ledger, frames["prosumer_steps"], fee_fraction, members, tariff, start)
+    shares = revenue_share_entries(ledger, frames["prosumer_steps"], fee_fraction, members)
     if len(shares):
         ledger = pd.concat([ledger, shares], ignore_index=True)
     return ledger.sort_values("time", kind="stable").reset_index(drop=True)

@@ -148,8 +148,25 @@ class VppShell:
         required = self.required_kw.get(nxt, 0.0)
         asked = self.vpp.member_target(nxt, required, credit_kw) if required or credit_kw else 0.0
         self.asked_kw[nxt] = asked
+        setpoints = self.vpp.setpoints(nxt, asked)
+        self._compensate(nxt, setpoints)
         self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt,
-                                                             setpoints=self.vpp.setpoints(nxt, asked)), target=nxt)
+                                                             setpoints=setpoints), target=nxt)
+
+    def _compensate(self, interval: int, setpoints: dict) -> None:
+        """Pay members for the energy they are asked to deliver, at their own cost (before revenue sharing)."""
+        hour = self.hour(interval * TICK_S)
+        for member, sp in setpoints.items():
+            if not sp.delta_p_kw:
+                continue
+            kwh = abs(sp.delta_p_kw) * TICK_S / 3600.0
+            amount = kwh * self.vpp.activation_cost(interval, member, sp.delta_p_kw, hour)
+            if amount > 0:
+                rec = self.shell.recorder
+                rec.add("ledger", time=interval * TICK_S, participant=self.me, counterparty=member,
+                        item="activation_compensation", energy_kwh=kwh, amount=-amount)
+                rec.add("ledger", time=interval * TICK_S, participant=member, counterparty=self.me,
+                        item="activation_compensation", energy_kwh=kwh, amount=amount)
 
 
 def main(config_path: str) -> None:

@@ -171,6 +171,24 @@ class CommunityVpp:
                 out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=cap_e, max_import_kw=cap_i)
         return out
 
+    def activation_cost(self, interval: int, member: str, delta_kw: float, hour: float) -> float:
+        """$ per kWh a member gives up when asked to deliver ``delta_kw`` (documented compensation rule).
+
+        Up (more injection): it exports energy it values at its marginal value lambda (from its plan) and is
+        paid the export credit for it: ``max(lambda - export credit, 0)``. Down (less injection): it stores
+        energy worth lambda to it, bought at retail if it planned to import or forgone export credit if it
+        planned to export: ``max(price - lambda, 0)``.
+        """
+        plan = self.plans.get(interval // 6, {}).get(member)
+        if plan is None:
+            return 0.0
+        lam, export_credit = plan.price_per_kwh, self.tariff.export_price_at(hour)
+        if delta_kw >= 0:
+            return max(lam - export_credit, 0.0)
+        planned_p = plan.planned_p_kw[(interval // 3) % 2]
+        price = export_credit if planned_p > 0 else self.tariff.retail_at(hour)
+        return max(price - lam, 0.0)
+
     def observe(self, interval: int, v_pu: dict[str, float], p_kw: dict[str, float], members_p_kw: float,
                 asked_kw: float) -> list[Action]:
         """After a power flow: update the drift forecast (metered deviation from the baseline that members

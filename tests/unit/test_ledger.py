@@ -40,17 +40,17 @@ def test_overselling_peer_buys_the_rest_at_retail():
 def test_revenue_is_passed_on_completely_and_balances():
     steps = _steps([(0, "a", "f", 0, 6.0, 10.0, 0.0), (0, "b", "f", 0, 0.0, 30.0, 0.0)])
     recorded = pd.DataFrame([(0, "vpp_f", "iso", "ancillary_reg_up", 0.0, 2.0),
-                             (0, "vpp_f", "iso", "penalty", 0.0, -0.2)],
+                             (0, "vpp_f", "iso", "penalty", 0.0, -0.2),
+                             (0, "vpp_f", "a", "activation_compensation", 0.5, -0.075),
+                             (0, "a", "vpp_f", "activation_compensation", 0.5, 0.075)],
                             columns=["time", "participant", "counterparty", "item", "energy_kwh", "amount"])
-    rows = led.revenue_share_entries(recorded, steps, {"vpp_f": 0.1}, {"a": "vpp_f", "b": "vpp_f"}, TARIFF, START)
+    rows = led.revenue_share_entries(recorded, steps, {"vpp_f": 0.1}, {"a": "vpp_f", "b": "vpp_f"})
     full = pd.concat([recorded, rows], ignore_index=True)
-    # a delivered 6 kW for 5 min upward: 0.5 kWh compensated at 0.20 - 0.05
-    comp = rows[(rows.item == "activation_compensation") & (rows.participant == "a")]["amount"].sum()
-    assert comp == pytest.approx(0.5 * 0.15)
-    left = 1.8 - comp
+    left = 2.0 - 0.2 - 0.075
     shares = rows[(rows.item == "revenue_share") & rows.participant.isin(["a", "b"])].set_index("participant")
     assert shares.loc["a", "amount"] == pytest.approx(0.9 * left * 10 / 40)
     assert shares.loc["b", "amount"] == pytest.approx(0.9 * left * 30 / 40)
+    assert rows[rows.item == "platform_fee"]["amount"].sum() == pytest.approx(-0.1 * left)
     assert led.money_residual(full) == pytest.approx(0.0, abs=1e-12)
     assert led.vpp_balance_residual(full, ["vpp_f"]) == pytest.approx(0.0, abs=1e-12)
 
