@@ -27,8 +27,8 @@ class Action:
 class CorrectiveController:
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
-    margin_pu: float = 0.003
-    release_pu: float = 0.01
+    margin_pu: float = 0.01
+    release_pu: float = 0.02
     shrink: float = 0.5
     relax: float = 1.25
     relax_kw: float = 0.25
