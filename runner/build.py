@@ -17,8 +17,8 @@ from pathlib import Path
 from federates.common.config import FeederConfig, Scenario
 from federates.common.errors import ConfigError, HarmonyError
 from federates.common.wiring import (
-    FeederFederate,
     FederateConfig,
+    FeederFederate,
     IsoFederate,
     ProsumerFederate,
     Runtime,

@@ -223,3 +223,7 @@ def feeder_info_cmd(master):
     from federates.feeder.model import feeder_info
 
     click.echo(feeder_info(master))
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from federates.common.errors import ConfigError
-from federates.prosumer.devices import Location, ProsumerConfig, TariffConfig, TouPeriod
+from federates.prosumer.devices import Location, TariffConfig, TouPeriod
 
 MODES = ("topdown", "netmetering", "layer1", "layer12", "full")
 PRODUCTS = ("reg_up", "reg_down", "spin")

@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from federates.common.config import apply_override, load_scenario
+from federates.common.config import VppMarketConfig, apply_override, load_scenario
 from federates.common.errors import ConfigError, WiringError
 from federates.common.wiring import Runtime, VppMarketFederate, check_wiring
-from federates.common.config import VppMarketConfig
 
 DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 

@@ -1,4 +1,5 @@
 from datetime import datetime
+
 import pytest
 
 from federates.common.config import IsoConfig
