@@ -28,6 +28,7 @@ import pyomo.environ as pyo
 
 from federates.common.errors import ConfigError
 from federates.common.solver import solve
+from federates.iso.settlement import is_nonneg
 
 PRODUCTS = ("reg_up", "reg_down", "spin")
 UP_PRODUCTS = ("reg_up", "spin")
@@ -136,7 +137,7 @@ def _validate(offers: Sequence[SupplyOffer], requirement_kw: Mapping[str, float]
     problems = [f"requirement for {p!r}: unknown product; use one of {PRODUCTS}"
                 for p in requirement_kw if p not in PRODUCTS]
     problems += [f"requirement for {p!r} is {v!r} kW; give a finite value >= 0"
-                 for p, v in requirement_kw.items() if not _nonneg(v)]
+                 for p, v in requirement_kw.items() if not is_nonneg(v)]
     if not (math.isfinite(scarcity) and scarcity > 0):
         problems.append(f"scarcity price {scarcity!r} $/MW-h; give a finite value > 0")
     names = [o.name for o in offers]
@@ -150,7 +151,7 @@ def _validate(offers: Sequence[SupplyOffer], requirement_kw: Mapping[str, float]
 
 def _offer_problems(o: SupplyOffer) -> list[str]:
     problems = []
-    if not _nonneg(o.capacity_kw):
+    if not is_nonneg(o.capacity_kw):
         problems.append(f"offer {o.name!r}: capacity {o.capacity_kw!r} kW; give a finite value >= 0")
     for field, values in (("price_per_mw_h", o.price_per_mw_h), ("max_kw", o.max_kw)):
         problems += [f"offer {o.name!r}: {field} has unknown product {p!r}; use one of {PRODUCTS}"
@@ -158,16 +159,8 @@ def _offer_problems(o: SupplyOffer) -> list[str]:
     problems += [f"offer {o.name!r}: price for {p!r} is {v!r}; give a finite number in $/MW-h"
                  for p, v in o.price_per_mw_h.items() if not math.isfinite(v)]
     problems += [f"offer {o.name!r}: max_kw for {p!r} is {v!r}; give a finite value >= 0"
-                 for p, v in o.max_kw.items() if not _nonneg(v)]
+                 for p, v in o.max_kw.items() if not is_nonneg(v)]
     return problems
-
-
-def _nonneg(v: float) -> bool:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(f) and f >= 0
 
 
 # Ranges of the SPP day-ahead clearing prices of 2022-02-02/03 ($/MW-h), see shared/data.

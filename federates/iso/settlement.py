@@ -105,8 +105,8 @@ def penalty(shortfall_kw: float, clearing_price_per_mw_h: float, period_s: float
 
     ``shortfall_kw`` is the mean undelivered power over the period (see module rules).
     """
-    if not (_nonneg(shortfall_kw) and _nonneg(clearing_price_per_mw_h) and _nonneg(period_s)
-            and _nonneg(multiplier)):
+    if not (is_nonneg(shortfall_kw) and is_nonneg(clearing_price_per_mw_h) and is_nonneg(period_s)
+            and is_nonneg(multiplier)):
         raise SettlementError(f"penalty needs finite values >= 0, got shortfall {shortfall_kw!r} kW, "
                               f"price {clearing_price_per_mw_h!r} $/MW-h, period {period_s!r} s, "
                               f"multiplier {multiplier!r}")
@@ -168,7 +168,8 @@ def settle_interval(awards_kw: Mapping[str, float], clearing_price_per_mw_h: Map
     return IntervalSettlement(cap, score, perf, short, pen)
 
 
-def _nonneg(v: float) -> bool:
+def is_nonneg(v: float) -> bool:
+    """A finite number >= 0 (anything else, including text and NaN, is not)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
