@@ -7,7 +7,7 @@ Revenue rule (non-profit): every cent of ancillary income, net of penalties and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from federates.common.config import MarketConfig, VppConfig
 from federates.common.messages import MemberPlan, SetpointMsg
@@ -90,7 +90,11 @@ class CommunityVpp:
                 for m, p in sorted(self.plans.get(l1_slot, {}).items())]
 
     def offers(self, l2_slot: int, hour: float) -> tuple[BiddingDecision, float]:
-        flex = self.member_flex(l2_slot)
+        """Offers for ``l2_slot``: members' planned flexibility, each limited by what it can physically
+        deliver now (meter-reported headroom, corrective caps), so the VPP never sells what it cannot give."""
+        up, down = self.member_capability(l2_slot * 3)
+        flex = [replace(f, up_kw=up.get(f.member, 0.0), down_kw=down.get(f.member, 0.0))
+                for f in self.member_flex(l2_slot)]
         forecast = self.prices.get(l2_slot - 1) or self.prices.get(l2_slot - 2) or DEFAULT_PRICE_FORECAST
         decision = decide_offers(BiddingInput(
             members=flex, price_forecast_per_mw_h=forecast, energy_price_per_kwh=self.tariff.retail_at(hour),
