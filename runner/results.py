@@ -103,6 +103,7 @@ def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd
         "v_min_pu": float(feeder["v_min_pu"].min()) if len(feeder) else float("nan"),
         "nonconverged_steps": int((~feeder["converged"].astype(bool)).sum()) if len(feeder) else 0,
         "corrective_actions": int(len(frames["corrective"])),
+        "hems_fallbacks": int(frames["federate_stats"]["fallbacks"].sum()) if len(frames["federate_stats"]) else 0,
         "energy_balance_residual_kwh": led.market_energy_residual(frames["bids"], trades),
         "feeder_balance_residual_kwh": led.feeder_energy_residual(feeder) if len(feeder) else 0.0,
         "money_balance_residual": led.money_residual(ledger) if len(ledger) else 0.0,

@@ -48,6 +48,7 @@ class Shell:
         self.created = time.perf_counter()
         self.wait_s = 0.0
         self.steps_done = 0
+        self.fallbacks = 0  # set by a shell whose solves can fall back to a safe plan
 
     def steps(self, phases: set[Phase]) -> Iterator[Step]:
         """Enter executing mode, then yield each of the federate's steps once HELICS grants its time."""
@@ -94,10 +95,13 @@ class Shell:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Flush what was recorded; on failure tell the whole federation, so nobody waits for us forever."""
-        self.recorder.flush()
         total = time.perf_counter() - self.created
         log.info("%s: %d steps, wall %.2f s, waiting for HELICS %.2f s, own compute %.2f s", self.runtime.name,
                  self.steps_done, total, self.wait_s, total - self.wait_s)
+        self.recorder.add("federate_stats", time=self.time_s, federate=self.runtime.name, kind=self.runtime.kind,
+                          steps=self.steps_done, wall_s=round(total, 3), helics_wait_s=round(self.wait_s, 3),
+                          compute_s=round(total - self.wait_s, 3), fallbacks=self.fallbacks)
+        self.recorder.flush()
         if exc is not None:
             h.helicsFederateGlobalError(self.fed, 1, f"{self.runtime.name}: {type(exc).__name__}: {exc}")
         else:

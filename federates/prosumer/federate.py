@@ -59,6 +59,7 @@ def main(config_path: str) -> None:
                 bids = pending + fleet.plan(step.time_s, step.l1_slot)
                 pending = []
                 shell.publish(f"{me}/plans", _plans(step, bids), target=step.l1_slot)
+            shell.fallbacks = fleet.fallbacks
 
 
 def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:
