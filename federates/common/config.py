@@ -40,12 +40,6 @@ class MarketConfig(Model):
     )
 
 
-class CommunityBatteryConfig(Model):
-    capacity_kwh: float = Field(gt=0)
-    p_max_kw: float = Field(gt=0)
-    soc_init_frac: float = Field(0.5, ge=0.0, le=1.0)
-
-
 class VppConfig(Model):
     """The feeder's community VPP (Layer II)."""
 
@@ -54,7 +48,6 @@ class VppConfig(Model):
     delivery_risk: float = Field(0.02, ge=0.0, le=1.0,
                                  description="expected fraction of an award not delivered (prices offers)")
     corrective: bool = True
-    community_battery: CommunityBatteryConfig | None = None
 
 
 class PopulationConfig(Model):
