@@ -47,7 +47,8 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
     placed = []
     for feeder in scenario.feeders:
         model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
-                            max_control_iterations=feeder.max_control_iterations)
+                            max_control_iterations=feeder.max_control_iterations,
+                            injectors=[feeder.tie_bus] if scenario.uses_tie else [])
         placement = model.place_prosumers(feeder.prosumers.placement, seed=scenario.seed)
         if not placement.loads:
             raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
@@ -109,10 +110,12 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
             configs.append(ProsumerFederate(runtime=runtime(name, "prosumer", pubs, subs if with_vpp else []),
                                             feeder=f, vpp=vpp, prosumers=chunk, tariff=tariff,
                                             location=scenario.location))
+        tie = scenario.uses_tie
         configs.append(FeederFederate(
-            runtime=runtime(feeder_fed, "feeder", [f"{feeder_fed}/state"], [f"{n}/injections" for n in pfeds]),
+            runtime=runtime(feeder_fed, "feeder", [f"{feeder_fed}/state"],
+                            [f"{n}/injections" for n in pfeds] + (["vpp_market/results"] if tie else [])),
             feeder=p.feeder, prosumer_loads={q.name: q.load_name for q in p.prosumers},
-            injection_keys=[f"{n}/injections" for n in pfeds]))
+            injection_keys=[f"{n}/injections" for n in pfeds], tie_vpp=vpp if tie else None))
         if with_vpp:
             pubs = [f"{vpp}/positions", f"{vpp}/setpoints"]
             subs = [f"{feeder_fed}/state"] + [f"{n}/{t}" for n in pfeds for t in ("injections", "orders", "plans")]

@@ -90,6 +90,8 @@ class FeederConfig(Model):
     on_nonconvergence: Literal["continue", "stop"] = Field(
         "continue", description="after the documented retry: flag the step and go on, or stop the run")
     strict: bool = Field(False, description="raise on a power-balance check failure instead of logging it")
+    tie_bus: str | None = Field(None, description="bus where the tie line to the other feeders connects "
+                                "(needed when vpp_market.physical is tie)")
 
 
 class IsoConfig(Model):
@@ -178,6 +180,19 @@ class Scenario(Model):
         if dup:
             raise ValueError(f"feeder names must be unique, repeated: {dup}")
         return self
+
+    @model_validator(mode="after")
+    def _tie_buses(self):
+        if self.uses_tie:
+            missing = [f"feeders.{i}.tie_bus" for i, f in enumerate(self.feeders) if not f.tie_bus]
+            if missing:
+                raise ValueError(f"vpp_market.physical is tie, so {missing} must name the bus where the tie line "
+                                 "connects (e.g. lv_busbar), or set vpp_market.physical: financial")
+        return self
+
+    @property
+    def uses_tie(self) -> bool:
+        return self.mode == "full" and self.vpp_market.enabled and self.vpp_market.physical == "tie"
 
     @property
     def duration_s(self) -> int:

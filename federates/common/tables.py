@@ -21,9 +21,11 @@ TABLES: dict[str, tuple[str, ...]] = {
     # Layer III credits (their difference is the penalty Layer III avoided in this run)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
                   "delivered_kw", "performance", "penalty", "penalty_without_l3"),
-    # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting)
+    # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting);
+    # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0)
     "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
-                     "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "message"),
+                     "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "tie_kw",
+                     "message"),
     "voltages": ("time", "feeder", "prosumer", "v_pu"),
     "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",
                        "grid_kw", "curtailed_kw", "p2p_commit_kw", "reserve_up_kw", "reserve_down_kw",

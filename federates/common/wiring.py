@@ -51,6 +51,7 @@ class FeederFederate(Model):
     feeder: FeederConfig
     prosumer_loads: dict[str, str]          # prosumer -> OpenDSS load name
     injection_keys: list[str]                # one per prosumer federate of this feeder
+    tie_vpp: str | None = None               # tie mode: the VPP whose Layer III trades flow over the tie
 
 
 class ProsumerFederate(Model):

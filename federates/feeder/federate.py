@@ -9,8 +9,8 @@ import logging
 
 from federates.common.errors import ConvergenceError
 from federates.common.helics_shell import Shell
-from federates.common.messages import FeederStateMsg, Injections, ViolationMsg
-from federates.common.timebase import Phase
+from federates.common.messages import FeederStateMsg, Injections, L3Result, ViolationMsg
+from federates.common.timebase import TICK_S, Phase
 from federates.common.wiring import FeederFederate, load_federate_config
 from federates.feeder.model import FeederModel, FeederState
 from federates.feeder.shapes import background_multiplier
@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 def main(config_path: str) -> None:
     cfg: FeederFederate = load_federate_config(config_path, FeederFederate)
     feeder = cfg.feeder
+    tie = cfg.tie_vpp is not None
     model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
-                        max_control_iterations=feeder.max_control_iterations, strict=feeder.strict)
+                        max_control_iterations=feeder.max_control_iterations, strict=feeder.strict,
+                        injectors=[feeder.tie_bus] if tie else [])
     model.place_prosumers(list(cfg.prosumer_loads.values()), seed=cfg.runtime.seed)
+    tie_credit: dict[int, float] = {}
     prosumer_of = {load: p for p, load in cfg.prosumer_loads.items()}
     injections = dict.fromkeys(cfg.prosumer_loads, 0.0)
     key = f"{cfg.runtime.name}/state"
@@ -35,10 +38,18 @@ def main(config_path: str) -> None:
                     injections.update(msg.p_kw)
             model.set_base_multiplier(background_multiplier(cfg.runtime.start, step.tick_start_s))
             model.set_injections({cfg.prosumer_loads[p]: v for p, v in injections.items()})
+            tie_kw = 0.0
+            if tie:
+                result = shell.read("vpp_market/results", L3Result)
+                if result is not None:
+                    tie_credit[result.interval] = result.credit_kwh.get(cfg.tie_vpp, 0.0)
+                # energy credited to our VPP came over the tie from the seller's feeder (and vice versa)
+                tie_kw = tie_credit.pop(step.interval, 0.0) * 3600.0 / TICK_S
+                model.set_injections({model.injectors[0]: tie_kw})
             state = model.solve()
             members_p_kw = sum(injections.values())
             loads_kw = model.pc_power_kw() if state.converged else float("nan")
-            _record(shell, feeder.name, state, members_p_kw, loads_kw, prosumer_of)
+            _record(shell, feeder.name, state, members_p_kw, loads_kw, tie_kw, prosumer_of)
             if not state.converged:
                 log.warning("t=%s s: power flow of %s failed: %s", step.tick_start_s, feeder.name, state.message)
                 if feeder.on_nonconvergence == "stop":
@@ -48,14 +59,14 @@ def main(config_path: str) -> None:
                           target=step.interval)
 
 
-def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float,
+def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float, tie_kw: float,
             prosumer_of: dict) -> None:
     t = shell.time_s - Phase.PHYSICS
     shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
                        v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
                        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw,
                        max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
-                       members_p_kw=members_p_kw, loads_kw=loads_kw, message=state.message)
+                       members_p_kw=members_p_kw, loads_kw=loads_kw, tie_kw=tie_kw, message=state.message)
     for load, v in state.v_pu.items():
         if load in prosumer_of:
             shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)

@@ -163,6 +163,7 @@ class FeederModel:
         v_min_pu: float = 0.95,
         v_max_pu: float = 1.05,
         strict: bool = False,
+        injectors: Sequence[str] = (),
     ):
         self.master_path = Path(master_path).resolve()
         if not self.master_path.is_file():
@@ -186,10 +187,11 @@ class FeederModel:
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._tmp, True)
         self._dss = opendssdirect.dss.NewContext()
         self._compile()
+        self.injectors = self._add_injectors(injectors)
         self._index_loads()
         self._index_network()
         self._multiplier = 1.0
-        self._prosumers: dict[str, int] = {}  # name -> 0-based load index
+        self._prosumers: dict[str, int] = {}  # name -> 0-based load index (injectors included once placed)
         self._p_inj_kw: dict[str, float] = {}
         self._dirty: set[int] = set()
         self._kvar_dirty = False
@@ -219,6 +221,26 @@ class FeederModel:
             os.chdir(cwd)
         if d.Circuit.NumBuses() == 0:
             raise ConfigError(f"{self.master_path} defines no circuit; it needs a `New Circuit.<name>` line")
+
+    def _add_injectors(self, buses: Sequence[str]) -> list[str]:
+        """Add one constant-power element per bus through which power enters or leaves the feeder other than
+        at the head (a tie line to another feeder). Each is a Load named ``harmony_injector_<k>`` driven by
+        :meth:`set_injections` like a prosumer (+ = power injected into this feeder); never placed as a house."""
+        d, names = self._dss, []
+        for k, bus in enumerate(buses):
+            if d.Circuit.SetActiveBus(bus) < 0:
+                raise ConfigError(f"injector bus {bus!r} is not a bus of {self.master_path.name}; "
+                                  f"buses include {[b for b in d.Circuit.AllBusNames()[:8]]}")
+            nodes = [n for n in d.Bus.Nodes() if n > 0][:3]
+            phases = len(nodes)
+            kv = d.Bus.kVBase() * (math.sqrt(3) if phases > 1 else 1.0)
+            name = f"harmony_injector_{k}"
+            d.Text.Command(f"New Load.{name} bus1={bus}.{'.'.join(map(str, nodes))} phases={phases} kv={kv:.6g} "
+                           f"kW=0 kvar=0 model=1 vminpu={PROSUMER_VMIN_PU} vmaxpu={PROSUMER_VMAX_PU}")
+            names.append(name)
+        if names:  # new elements need the buses rebuilt (with the voltage bases the master set)
+            d.Text.Command("CalcVoltageBases")
+        return names
 
     def _apply_limits(self, max_iterations: int, max_control_iterations: int) -> None:
         self._dss.Text.Command(f"set maxiterations={max_iterations} maxcontroliter={max_control_iterations}")
@@ -303,7 +325,7 @@ class FeederModel:
         chosen = self._choose(mode, eligible, skipped, seed)
         self._reset_prosumers()
         d = self._dss
-        for name in chosen:
+        for name in [*chosen, *self.injectors]:
             k = self._load_pos[name]
             d.Loads.Idx(k + 1)
             d.Loads.Model(1)
@@ -572,6 +594,8 @@ class FeederModel:
     def _eligible(self) -> tuple[list[str], dict[str, str]]:
         d, eligible, skipped = self._dss, [], {}
         for k, info in enumerate(self._loads):
+            if info.name in self.injectors:
+                continue
             d.Loads.Idx(k + 1)
             reason = _ineligible_reason(info, enabled=d.CktElement.Enabled())
             if reason:

@@ -57,3 +57,28 @@ def test_layer3_energy_and_money_balance_every_interval(runs):
     fees = ledger[(ledger["item"] == "network_fee") & ledger.participant.str.startswith("vpp_")]
     assert l3_money.amount.sum() == pytest.approx(0.0, abs=1e-9)
     assert -fees.amount.sum() == pytest.approx(0.01 * l3.energy_kwh.sum(), abs=1e-9)
+
+
+def test_tie_mode_flows_are_physical_and_within_the_tie_capacity(tmp_path):
+    sets = ["hours=1", "vpp_market.physical=tie", "vpp_market.tie_capacity_kw=30"]
+    sets += [f"feeders.{i}.tie_bus=lv_busbar" for i in range(3)]
+    run_dir = tmp_path / "tie"
+    figures = execute(load_scenario(THREE, sets), run_dir, show_progress=False)
+    feeder = pd.read_csv(run_dir / "results" / "feeder_steps.csv")
+    trades = pd.read_csv(run_dir / "results" / "trades.csv")
+    assert figures["l3_energy_kwh"] > 0 and (feeder.tie_kw != 0).any()
+    # what one feeder receives over the tie another sends, within the tie's capacity per direction
+    assert feeder.groupby("time").tie_kw.sum().abs().max() < 1e-9
+    l3 = trades[trades.layer == 3]
+    per_interval = l3.groupby(["slot", "market"]).energy_kwh.sum() * 12
+    assert per_interval.max() <= 30 + 1e-9
+    # the power flow carries it: head power = all loads and DER (the tie counted as one) + losses
+    ok = feeder[feeder.converged]
+    assert ((ok.p_head_kw - ok.loads_kw - ok.losses_kw).abs() <= 1e-3 * ok.p_head_kw.abs().clip(lower=1)).all()
+
+
+def test_tie_mode_needs_a_tie_bus_for_every_feeder():
+    from federates.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"feeders.0.tie_bus"):
+        load_scenario(THREE, ["vpp_market.physical=tie"])
