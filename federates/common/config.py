@@ -102,6 +102,10 @@ class IsoConfig(Model):
     price_csv: Path | None = Field(None, description="price file (interval_ending, reg_up, reg_down, spin; $/MW-h)")
     requirement_kw: dict[str, float] = Field({"reg_up": 1500.0, "reg_down": 1500.0, "spin": 2500.0},
                                              description="ISO requirement per product, kW")
+    requirement_profile: list[float] = Field(
+        [0.8] * 6 + [1.2] * 3 + [1.0] * 8 + [1.2] * 4 + [0.9] * 3, min_length=24, max_length=24,
+        description="24 hourly multipliers of requirement_kw (local time): needs peak in the morning and evening "
+        "ramps, so prices from the supply stack follow")
     conventional_units: int = Field(8, ge=1, description="units in the seeded conventional supply stack")
     penalty_multiplier: float = Field(
         10.0, ge=0.0, description="penalty = shortfall x clearing price x multiplier x duration (10: a stand-in "

@@ -54,7 +54,7 @@ class IsoOperator:
                                   max_kw={p: v for p, v in o.offered_kw.items() if v > 0})
                       for o in offers if any(v > 0 for v in o.offered_kw.values())]
         if self.price_table is None:
-            result = clear_ancillary(self.stack + vpp_offers, self.config.requirement_kw)
+            result = clear_ancillary(self.stack + vpp_offers, self.requirement(slot))
             prices = result.clearing_price_per_mw_h
             awards = {o.name: result.awards_kw.get(o.name, {}) for o in vpp_offers}
         else:
@@ -65,6 +65,12 @@ class IsoOperator:
                                 {v: awards.get(v, {}) for v in self.vpps})
         self.cleared[slot] = clearing
         return clearing
+
+    def requirement(self, slot: int) -> dict[str, float]:
+        """Requirement of 15-minute ``slot``: ``requirement_kw`` x the hourly profile (local time)."""
+        moment = self.start + timedelta(seconds=slot * 900)
+        factor = self.config.requirement_profile[moment.hour]
+        return {p: kw * factor for p, kw in self.config.requirement_kw.items()}
 
     def signal(self, interval: int) -> tuple[float, float]:
         return float(self.regulation[interval]), float(self.spin[interval])
