@@ -16,6 +16,7 @@ from pathlib import Path
 
 from federates.common.config import FeederConfig, Scenario
 from federates.common.errors import ConfigError, HarmonyError
+from federates.common.recorder import Recorder
 from federates.common.wiring import (
     FederateConfig,
     FeederFederate,
@@ -40,6 +41,15 @@ class PlacedFeeder:
     prosumers: list[ProsumerConfig]
     skipped: dict[str, str]
     distance: dict[str, float]
+    houses: dict[str, int]
+
+    def placement_rows(self) -> list[dict]:
+        """The ``placement`` table: every prosumer with its load and houses, and every load not placed."""
+        rows = [dict(feeder=self.feeder.name, load=p.load_name, prosumer=p.name,
+                     houses=self.houses.get(p.load_name, 1), reason="") for p in self.prosumers]
+        rows += [dict(feeder=self.feeder.name, load=load, prosumer="", houses=0, reason=why)
+                 for load, why in self.skipped.items()]
+        return rows
 
 
 def place(scenario: Scenario) -> list[PlacedFeeder]:
@@ -55,10 +65,19 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
                               f"(skipped: {dict(list(placement.skipped.items())[:5])}); name loads explicitly")
         base = model.solve()
         model.close()
-        prosumers = make_prosumers(feeder, placement.loads, scenario.seed)
+        prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
         distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
-        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance))
+        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses))
     return placed
+
+
+def write_placement(run_dir: Path, placed: list[PlacedFeeder]) -> None:
+    """Record the placement like a federate's part, so ``collect`` merges it into ``results/placement.csv``."""
+    recorder = Recorder(run_dir, "builder")
+    for p in placed:
+        for row in p.placement_rows():
+            recorder.add("placement", **row)
+    recorder.flush()
 
 
 def free_port(block: int = 64) -> int:

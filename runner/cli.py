@@ -85,7 +85,7 @@ def run(scenario, out, mode, quiet, hours, seed, feeder, overrides):
 
 def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     """Run one scenario into ``run_dir``; raise HarmonyError naming the failed federate(s)."""
-    from runner.build import build, free_port
+    from runner.build import build, free_port, write_placement
     from runner.launch import failure_report, run_federation
     from runner.results import collect, finish_run
 
@@ -95,6 +95,7 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
     click.echo(f"building {sc.name} ({sc.mode}, {sc.hours:g} h, {len(sc.feeders)} feeder(s)) in {run_dir}",
                err=True)
     fed_json, configs, placed = build(sc, run_dir, broker_port=free_port())
+    write_placement(run_dir, placed)
     n_pros = sum(len(p.prosumers) for p in placed)
     click.echo(f"launching {len(configs)} federates ({n_pros} prosumers) with helics run", err=True)
     started = time.monotonic()

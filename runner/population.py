@@ -8,16 +8,23 @@ from federates.common.config import FeederConfig
 from federates.prosumer.devices import BatteryConfig, FlexLoadConfig, LoadConfig, ProsumerConfig, PvConfig
 
 
-def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int) -> list[ProsumerConfig]:
-    """One prosumer per placed load, devices drawn from the population shares and ranges (seeded per feeder)."""
+def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int,
+                   houses: dict[str, int] | None = None) -> list[ProsumerConfig]:
+    """One prosumer per placed load, devices drawn from the population shares and ranges (seeded per feeder).
+
+    A spot load that stands for ``houses[load]`` houses (a utility feeder's lumped load) becomes one prosumer
+    with that many houses' consumption, PV and battery (flexible loads stay those of one house).
+    """
     pop = feeder.prosumers
     rng = np.random.default_rng([seed, sum(map(ord, feeder.name))])
+    houses = houses or {}
     out = []
     for i, load in enumerate(loads):
-        pv = PvConfig(kwp=round(rng.uniform(*pop.pv_kwp), 1)) if rng.random() < pop.pv_share else None
+        n = houses.get(load, 1)
+        pv = PvConfig(kwp=round(n * rng.uniform(*pop.pv_kwp), 1)) if rng.random() < pop.pv_share else None
         battery = None
         if rng.random() < pop.battery_share:
-            kwh = round(rng.uniform(*pop.battery_kwh), 1)
+            kwh = round(n * rng.uniform(*pop.battery_kwh), 1)
             battery = BatteryConfig(capacity_kwh=kwh, p_max_kw=round(max(kwh / 2.0, 2.5), 1))
         flex = []
         if rng.random() < pop.ev_share:
@@ -27,6 +34,6 @@ def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int) -> list[Pr
             flex.append(FlexLoadConfig(name="dishwasher", energy_kwh=1.2, earliest_h=9.0, deadline_h=21.0,
                                        p_max_kw=1.5))
         out.append(ProsumerConfig(name=f"{feeder.name}_p{i:03d}", load_name=load,
-                                  load=LoadConfig(daily_kwh=round(rng.uniform(*pop.daily_kwh), 1)),
+                                  load=LoadConfig(daily_kwh=round(n * rng.uniform(*pop.daily_kwh), 1)),
                                   pv=pv, battery=battery, flex_loads=flex))
     return out

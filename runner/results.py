@@ -32,7 +32,7 @@ def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
         parts = [pd.read_csv(p) for p in sorted((run_dir / "parts").glob(f"*/{table}.csv"))]
         parts = [p for p in parts if len(p)]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
-        if len(df):
+        if len(df) and "time" in df:
             df = df.sort_values("time", kind="stable").reset_index(drop=True)
         df.to_csv(out / f"{table}.csv", index=False)
         frames[table] = df

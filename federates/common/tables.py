@@ -34,6 +34,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "ledger": ("time", "participant", "counterparty", "item", "energy_kwh", "amount"),
     # every value a federate published or read, for the timing tests and for debugging
     "exchange": ("time", "federate", "action", "key", "target"),
+    # where prosumers sit: one row per prosumer (houses: how many houses its load stands for) and one per load
+    # that was not placed (reason); written at build time
+    "placement": ("feeder", "load", "prosumer", "houses", "reason"),
     # one row per federate at the end: where its wall time went, and the HEMS solves that fell back to grid-only
     "federate_stats": ("time", "federate", "kind", "steps", "wall_s", "helics_wait_s", "compute_s", "fallbacks"),
 }

@@ -55,3 +55,15 @@ def test_wiring_check_finds_unmatched_and_duplicated_keys(tmp_path):
         check_wiring(bad)
     assert len(err.value.problems) == 2
     assert "'a/x' is published by 2" in str(err.value) and "'nobody/z', which nobody publishes" in str(err.value)
+
+
+def test_a_spot_load_standing_for_several_houses_gets_their_devices():
+    from runner.population import make_prosumers
+
+    sc = load_scenario(DEFAULT, ["feeders.0.prosumers.pv_share=1.0", "feeders.0.prosumers.battery_share=1.0"])
+    one = make_prosumers(sc.feeders[0], ["a", "b"], seed=3)
+    four = make_prosumers(sc.feeders[0], ["a", "b"], seed=3, houses={"b": 4})
+    assert one[0] == four[0]  # same draw, one house
+    assert four[1].load.daily_kwh == pytest.approx(4 * one[1].load.daily_kwh, abs=0.25)
+    assert four[1].pv.kwp == pytest.approx(4 * one[1].pv.kwp, abs=0.25)
+    assert four[1].battery.capacity_kwh == pytest.approx(4 * one[1].battery.capacity_kwh, abs=0.25)
