@@ -149,7 +149,7 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
                 runtime=runtime(vpp, "vpp", pubs, subs), feeder=f, members=members, prosumer_feds=pfeds,
                 market=scenario.market_of(p.feeder), vpp=p.feeder.vpp, tariff=tariff,
                 penalty_multiplier=scenario.iso.penalty_multiplier, l3_enabled=with_l3,
-                trade_distance=p.distance))
+                trade_distance=p.distance, v_min_pu=p.feeder.v_min_pu, v_max_pu=p.feeder.v_max_pu))
     if with_iso:
         subs = [f"{v}/offers" for v in vpps] + [f"feeder_{p.feeder.name}/state" for p in placed]
         subs += ["vpp_market/results"] if with_l3 else []

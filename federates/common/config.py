@@ -85,6 +85,8 @@ class FeederConfig(Model):
     prosumers: PopulationConfig = Field(PopulationConfig(), description="how prosumers are generated and placed")
     market: MarketConfig | None = Field(None, description="overrides the scenario's market for this feeder")
     vpp: VppConfig = VppConfig()
+    v_min_pu: float = Field(0.95, gt=0.0, description="lowest allowed service voltage (ANSI C84.1 range A)")
+    v_max_pu: float = Field(1.05, gt=0.0, description="highest allowed service voltage (ANSI C84.1 range A)")
     max_iterations: int = Field(100, ge=1, description="OpenDSS max power-flow iterations")
     max_control_iterations: int = Field(100, ge=1, description="OpenDSS max control iterations")
     on_nonconvergence: Literal["continue", "stop"] = Field(
@@ -92,6 +94,12 @@ class FeederConfig(Model):
     strict: bool = Field(False, description="raise on a power-balance check failure instead of logging it")
     tie_bus: str | None = Field(None, description="bus where the tie line to the other feeders connects "
                                 "(needed when vpp_market.physical is tie)")
+
+    @model_validator(mode="after")
+    def _voltage_range(self):
+        if not self.v_min_pu < self.v_max_pu:
+            raise ValueError(f"v_min_pu {self.v_min_pu} must be below v_max_pu {self.v_max_pu}")
+        return self
 
 
 class IsoConfig(Model):

@@ -74,6 +74,8 @@ class VppFederate(Model):
     penalty_multiplier: float
     l3_enabled: bool
     trade_distance: dict[str, float] = Field(default_factory=dict)   # prosumer -> electrical distance (pu drop)
+    v_min_pu: float = 0.95                   # the feeder's service voltage range, kept by corrective setpoints
+    v_max_pu: float = 1.05
 
 
 class IsoFederate(Model):

@@ -24,6 +24,7 @@ def main(config_path: str) -> None:
     tie = cfg.tie_vpp is not None
     model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
                         max_control_iterations=feeder.max_control_iterations, strict=feeder.strict,
+                        v_min_pu=feeder.v_min_pu, v_max_pu=feeder.v_max_pu,
                         injectors=[feeder.tie_bus] if tie else [])
     model.place_prosumers(list(cfg.prosumer_loads.values()), seed=cfg.runtime.seed)
     tie_credit: dict[int, float] = {}

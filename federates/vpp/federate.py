@@ -22,6 +22,7 @@ from federates.common.messages import (
 )
 from federates.common.timebase import TICK_S, Phase, Step
 from federates.common.wiring import VppFederate, load_federate_config
+from federates.vpp.corrective import CorrectiveController
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
 
@@ -38,7 +39,8 @@ class VppShell:
         self.cfg, self.shell, self.me = cfg, shell, cfg.runtime.name
         self.vpp = CommunityVpp(name=self.me, members=cfg.members, market=cfg.market, config=cfg.vpp,
                                 tariff=cfg.tariff, penalty_multiplier=cfg.penalty_multiplier,
-                                trade_distance=cfg.trade_distance)
+                                trade_distance=cfg.trade_distance,
+                                guard=CorrectiveController(v_min_pu=cfg.v_min_pu, v_max_pu=cfg.v_max_pu))
         self.p_kw: dict[str, float] = {}
         self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
         self.asked_kw: dict[int, float] = {}      # what this VPP asked of its members, per interval
