@@ -112,3 +112,19 @@ def test_bad_scenario_exits_2_with_every_problem(tmp_path):
     assert "hours" in result.output and "colour" in result.output
     assert "Traceback" not in result.output
     assert os.path.basename(str(bad)) in result.output
+
+
+def test_layer3_and_setpoints_arrive_before_their_interval_and_are_used_at_its_dispatch(run):
+    run_dir, _ = run
+    ex = table(run_dir, "exchange")
+    for n in range(1, 18):
+        signal = ex[(ex.action == "publish") & (ex.key == "iso/dispatch") & (ex.target == n)]
+        orders = ex[(ex.action == "publish") & ex.key.str.endswith("/l3_orders") & (ex.target == n)]
+        cleared = ex[(ex.action == "publish") & (ex.key == "vpp_market/results") & (ex.target == n)]
+        setpoints = ex[(ex.action == "publish") & ex.key.str.endswith("/setpoints") & (ex.target == n)]
+        used = ex[(ex.action == "read") & ex.key.str.endswith("/setpoints") & (ex.target == n)]
+        assert len(signal) == 1 and len(orders) == 2 and len(cleared) == 1 and len(setpoints) == 2
+        assert signal.time.max() < orders.time.min() <= orders.time.max() < cleared.time.min()
+        assert cleared.time.max() < setpoints.time.min() and setpoints.time.max() < n * 300
+        # every prosumer federate reads its setpoints exactly when the interval's dispatch starts
+        assert len(used) == 4 and (used.time == n * 300).all()
