@@ -118,7 +118,9 @@ class IsoConfig(Model):
     penalty_multiplier: float = Field(
         10.0, ge=0.0, description="penalty = shortfall x clearing price x multiplier x duration (10: a stand-in "
         "for the real-time cost of replacing undelivered reserve)")
-    regulation_csv: Path | None = Field(None, description="reserved: regulation signal from a CSV")
+    regulation_csv: Path | None = Field(
+        None, description="regulation signal from a CSV (interval_ending, regulation in [-1, 1]) instead of the "
+        "seeded synthetic one; it must cover the run")
 
     @model_validator(mode="after")
     def _csv_needed(self):

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from federates.common.config import IsoConfig
 from federates.common.messages import AncillaryOffer
 from federates.iso.ancillary_market import SupplyOffer, clear_ancillary, synthetic_supply_stack
-from federates.iso.prices import load_price_csv, price_at
+from federates.iso.prices import load_price_csv, load_regulation_csv, price_at
 from federates.iso.settlement import IntervalSettlement, regulation_signal, required_kw, reserve_events, settle_interval
 
 TICK_S = 300
@@ -41,7 +43,12 @@ class IsoOperator:
         n = self.duration_s // TICK_S + 1
         self.stack = synthetic_supply_stack(self.seed, self.config.requirement_kw,
                                             n_units=self.config.conventional_units)
-        self.regulation = regulation_signal(self.seed + 1, n)
+        if self.config.regulation_csv is not None:
+            table = load_regulation_csv(self.config.regulation_csv)
+            self.regulation = np.array([price_at(table, self.start + timedelta(seconds=k * TICK_S))["regulation"]
+                                        for k in range(n - 1)] + [0.0])
+        else:
+            self.regulation = regulation_signal(self.seed + 1, n)
         self.spin = reserve_events(self.seed + 2, n)
         self.price_table = load_price_csv(self.config.price_csv) if self.config.prices == "csv" else None
 

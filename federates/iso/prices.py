@@ -53,6 +53,19 @@ def load_requirement_csv(path: str | Path) -> pd.DataFrame:
     return df.rename(columns={f"{p}_kw": p for p in PRODUCTS})
 
 
+def load_regulation_csv(path: str | Path) -> pd.DataFrame:
+    """Read a regulation signal (column ``regulation``, in [-1, 1], + = up) indexed by ``interval_ending``.
+
+    Same layout rules and errors as :func:`load_price_csv`; a value outside [-1, 1] is refused.
+    """
+    df = _load_series_csv(Path(path), required=("regulation",), optional=(), suffix="")
+    bad = df[(df["regulation"] < -1.0) | (df["regulation"] > 1.0)]
+    if len(bad):
+        raise ConfigError(f"{path}: regulation at {bad.index[0]} is {bad['regulation'].iloc[0]}; the signal is a "
+                          "fraction of the award and must lie in [-1, 1]")
+    return df
+
+
 def price_at(df: pd.DataFrame, t: datetime) -> dict[str, float]:
     """Values of the interval that contains ``t`` (``[E - interval, E)`` for the row ending at ``E``).
 

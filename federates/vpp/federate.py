@@ -4,6 +4,8 @@ and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityV
 
 from __future__ import annotations
 
+import logging
+
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
     AncillaryOffer,
@@ -25,6 +27,8 @@ from federates.common.wiring import VppFederate, load_federate_config
 from federates.vpp.corrective import CorrectiveController
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
+
+log = logging.getLogger(__name__)
 
 
 def phases_for(mode: str) -> set[Phase]:
@@ -94,6 +98,8 @@ class VppShell:
                     accepted=out.result.matched_kwh.get(o.order_id, 0.0) > 0,
                     matched_kwh=out.result.matched_kwh.get(o.order_id, 0.0), reason="")
         for r in out.rejections:
+            log.warning("%s slot %d: rejected order %s of %s: %s", self.me, step.l1_slot, r.order.order_id,
+                        r.order.participant, r.reason)
             rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=r.order.participant,
                     side=r.order.side, energy_kwh=r.order.energy_kwh,
                     limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=False, matched_kwh=0.0,

@@ -53,3 +53,18 @@ def test_prices_from_a_real_iso_csv(shared_data):
     clearing = iso.clear(1, [_offer("vpp_a", {"reg_up": 100.0, "spin": 50.0}, {"reg_up": 20.0, "spin": 30.0})])
     assert clearing.prices["reg_up"] == pytest.approx(27.6522)
     assert clearing.awards["vpp_a"] == {"reg_up": 100.0, "spin": 0.0}  # spin offered above its 21.1278 price
+
+
+def test_regulation_signal_from_a_csv(tmp_path):
+    csv = tmp_path / "reg.csv"
+    rows = ["interval_ending,regulation"] + [f"2024-06-21 00:{5 * (k + 1):02d}:00,{(-1) ** k * 0.1 * k:.1f}"
+                                              for k in range(11)] + ["2024-06-21 01:00:00,0.5"]
+    csv.write_text("\n".join(rows) + "\n")
+    iso = IsoOperator(IsoConfig(requirement_kw={"reg_up": 300.0}, regulation_csv=csv), ["vpp_a"],
+                      datetime(2024, 6, 21), 3600, seed=0)
+    assert [iso.signal(k)[0] for k in range(4)] == pytest.approx([0.0, -0.1, 0.2, -0.3])
+    assert iso.signal(11)[0] == pytest.approx(0.5)
+    csv.write_text("interval_ending,regulation\n2024-06-21 00:05:00,1.5\n2024-06-21 00:10:00,0.0\n")
+    with pytest.raises(Exception, match=r"must lie in \[-1, 1\]"):
+        IsoOperator(IsoConfig(requirement_kw={"reg_up": 300.0}, regulation_csv=csv), ["vpp_a"],
+                    datetime(2024, 6, 21), 3600, seed=0)
