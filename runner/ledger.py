@@ -22,11 +22,14 @@ entries sum to zero (``money_balance_residual``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from federates.common.errors import SettlementError
 from federates.prosumer.devices import TariffConfig
+from federates.vpp.aggregation import share_revenue
 
 EXTERNAL = ("utility", "iso", "network_operator", "platform_costs")
 TICK_H = 300 / 3600
@@ -75,13 +78,10 @@ def revenue_share_entries(ledger: pd.DataFrame, steps: pd.DataFrame, fee_fractio
         income = float(ledger.loc[ledger["participant"] == vpp, "amount"].sum())
         if abs(income) < 1e-12:
             continue
-        weights = held.reindex(mine).fillna(0.0)
-        if weights.sum() <= 0:
-            weights = pd.Series(1.0, index=mine)
-        kept = income * fee
+        shares = share_revenue(income, held.reindex(mine).fillna(0.0).to_dict(), fee_fraction=fee)
+        kept = income - math.fsum(shares.values())
         if kept:
             rows.append((end, vpp, "platform_costs", "platform_fee", 0.0, -kept))
-        shares = (income - kept) * weights / weights.sum()
         for member, share in shares.items():
             rows.append((end, vpp, member, "revenue_share", 0.0, -share))
             rows.append((end, member, vpp, "revenue_share", 0.0, share))

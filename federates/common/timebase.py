@@ -131,15 +131,3 @@ def _target_start_s(step: Step) -> int:
     if cadence is Cadence.L2:
         return step.l2_slot * L2_PERIOD_S
     return (step.interval + 1) * TICK_S
-
-
-def l1_slot_of(time_s: float) -> int:
-    return int(time_s // L1_PERIOD_S)
-
-
-def l2_slot_of(time_s: float) -> int:
-    return int(time_s // L2_PERIOD_S)
-
-
-def interval_of(time_s: float) -> int:
-    return int(time_s // TICK_S)
