@@ -58,3 +58,8 @@ def test_compare_runs_every_mode_on_the_same_prosumers(tmp_path):
     for mode, credit in (("topdown", 0.04), ("netmetering", 0.18)):  # 10:00-11:00 retail is 0.18 $/kWh
         exports = ledgers[mode][ledgers[mode].item == "utility_export"]
         assert (exports.amount - credit * exports.energy_kwh).abs().max() < 1e-9
+    # the report of the full run, with every mode's cost, is one self-contained page
+    reported = CliRunner().invoke(main, ["report", str(tmp_path / "full"), "--compare", str(tmp_path)])
+    assert reported.exit_code == 0, reported.output
+    html = (tmp_path / "full" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "src=\"http" not in html
