@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from federates.common.config import FeederConfig, Scenario
+from federates.common.config import ANCILLARY_MODES, P2P_MODES, FeederConfig, Scenario
 from federates.common.errors import ConfigError, HarmonyError
 from federates.common.recorder import Recorder
 from federates.common.wiring import (
@@ -105,8 +105,8 @@ def _bindable(port: int) -> bool:
 def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Path,
                      broker_port: int) -> list[FederateConfig]:
     mode = scenario.mode
-    with_vpp = mode in ("layer1", "layer12", "full")
-    with_iso = mode in ("layer12", "full")
+    with_vpp = mode in P2P_MODES
+    with_iso = mode in ANCILLARY_MODES
     with_l3 = mode == "full" and scenario.vpp_market.enabled
     tariff = scenario.tariff_for_mode()
 

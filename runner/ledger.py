@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from federates.common.errors import SettlementError
+from federates.common.timebase import local_hour
 from federates.prosumer.devices import TariffConfig
 from federates.vpp.aggregation import share_revenue
 
@@ -49,7 +50,7 @@ def utility_entries(steps: pd.DataFrame, trades: pd.DataFrame, tariff: TariffCon
     net = metered.add(bought, fill_value=0.0).sub(sold, fill_value=0.0)
     net = net[net.index.isin(metered.index)]
     slots = net.index.get_level_values("slot").to_numpy()
-    hour = (start.hour + start.minute / 60 + slots * SLOT_S / 3600) % 24
+    hour = local_hour(start, slots * SLOT_S)
     retail = tariff.retail_array(hour)
     credit = tariff.export_price_array(hour)
     e = net.to_numpy()

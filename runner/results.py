@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from federates.common.config import Scenario
+from federates.common.config import P2P_MODES, Scenario
 from federates.common.tables import TABLES
 from runner import ledger as led
 
@@ -118,7 +118,7 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     frames = collect(run_dir)
     steps = frames["prosumer_steps"]
     members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
-    with_vpp = sc.mode in ("layer1", "layer12", "full")
+    with_vpp = sc.mode in P2P_MODES
     fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
     ledger = led.build_ledger(frames, sc.tariff_for_mode(), sc.start, fees, members)
     ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)

@@ -21,6 +21,9 @@ from federates.common.errors import ConfigError
 from federates.prosumer.devices import Location, TariffConfig, TouPeriod
 
 MODES = ("topdown", "netmetering", "layer1", "layer12", "full")
+Mode = Literal["topdown", "netmetering", "layer1", "layer12", "full"]
+P2P_MODES = ("layer1", "layer12", "full")        # modes with the feeder P2P markets (and so the VPPs)
+ANCILLARY_MODES = ("layer12", "full")            # modes in which the VPPs trade in the ISO market
 PRODUCTS = ("reg_up", "reg_down", "spin")
 Mechanism = Literal["auction", "pay_as_bid", "bilateral", "bilateral_admm", "sdr"]
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -168,7 +171,7 @@ class Scenario(Model):
     start: datetime = Field(datetime(2024, 6, 21), description="simulated start (local time of the location)")
     hours: float = Field(24.0, gt=0.0, description="simulated span, a whole number of 5-minute ticks")
     seed: int = Field(0, description="seed of every random source (weather, loads, signals, placement)")
-    mode: Literal["topdown", "netmetering", "layer1", "layer12", "full"] = Field(
+    mode: Mode = Field(
         "full", description="topdown/netmetering: utility only; layer1: + P2P; layer12: + VPP/ISO; full: + Layer III")
     location: Location = Field(
         Location(latitude_deg=35.47, longitude_deg=-97.52, timezone="America/Chicago"),

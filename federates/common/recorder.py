@@ -8,9 +8,12 @@ stays readable.
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 from federates.common.tables import TABLES
+
+log = logging.getLogger(__name__)
 
 
 class Recorder:
@@ -28,6 +31,22 @@ class Recorder:
             missing, extra = set(columns) - set(row), set(row) - set(columns)
             raise KeyError(f"row for table {table!r}: missing {sorted(missing)}, unexpected {sorted(extra)}")
         self._rows.setdefault(table, []).append(row)
+
+    def book(self, *, time: float, slot: int, market: str, orders, rejections, matched_kwh) -> None:
+        """Record a market's order book: the orders that reached the market (with the energy each matched)
+        and those the gate rejected (with the reason, also logged). Orders and rejections are those of
+        ``federates.vpp.p2p_market``."""
+        for o in orders:
+            matched = matched_kwh.get(o.order_id, 0.0)
+            self.add("bids", time=time, slot=slot, market=market, participant=o.participant, side=o.side,
+                     energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh, accepted=matched > 0,
+                     matched_kwh=matched, reason="")
+        for r in rejections:
+            o = r.order
+            log.warning("%s slot %d: rejected order %s of %s: %s", market, slot, o.order_id, o.participant, r.reason)
+            self.add("bids", time=time, slot=slot, market=market, participant=o.participant, side=o.side,
+                     energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh, accepted=False,
+                     matched_kwh=0.0, reason=r.reason)
 
     def trade(self, *, time: float, slot: int, layer: int, market: str, buyer: str, seller: str,
               energy_kwh: float, price_per_kwh: float, fee_per_kwh: float = 0.0, item: str = "p2p") -> None:

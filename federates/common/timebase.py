@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 
 TICK_S = 300
@@ -131,3 +132,8 @@ def _target_start_s(step: Step) -> int:
     if cadence is Cadence.L2:
         return step.l2_slot * L2_PERIOD_S
     return (step.interval + 1) * TICK_S
+
+
+def local_hour(start: datetime, time_s):
+    """Hour of day (0-24, fractional) at ``time_s`` seconds after ``start``; works on numpy arrays too."""
+    return (start.hour + start.minute / 60 + start.second / 3600 + time_s / 3600) % 24

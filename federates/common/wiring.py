@@ -17,13 +17,12 @@ from federates.common.config import (
     FeederConfig,
     IsoConfig,
     MarketConfig,
+    Mode,
     VppConfig,
     VppMarketConfig,
 )
 from federates.common.errors import WiringError
 from federates.prosumer.devices import Location, ProsumerConfig, TariffConfig
-
-Mode = Literal["topdown", "netmetering", "layer1", "layer12", "full"]
 
 
 class Model(BaseModel):

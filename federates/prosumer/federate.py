@@ -7,6 +7,7 @@ publish net injections. Every 30 minutes (L1_BID): plan and post P2P orders for 
 
 from __future__ import annotations
 
+from federates.common.config import ANCILLARY_MODES, P2P_MODES
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
     Injections,
@@ -22,16 +23,13 @@ from federates.common.timebase import TICK_S, Phase
 from federates.common.wiring import ProsumerFederate, load_federate_config
 from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint, StepRecord
 
-P2P_MODES = ("layer1", "layer12", "full")
-VPP_MODES = ("layer12", "full")
-
 
 def main(config_path: str) -> None:
     cfg: ProsumerFederate = load_federate_config(config_path, ProsumerFederate)
     rt = cfg.runtime
     p2p = rt.mode in P2P_MODES
     fleet = ProsumerFleet(cfg.prosumers, cfg.tariff, cfg.location, rt.start, n_steps=rt.duration_s // TICK_S,
-                          seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in VPP_MODES)
+                          seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in ANCILLARY_MODES)
     pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
     me, vpp = rt.name, cfg.vpp
     mine = set(fleet.names)

@@ -4,8 +4,7 @@ and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityV
 
 from __future__ import annotations
 
-import logging
-
+from federates.common.config import ANCILLARY_MODES
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
     AncillaryOffer,
@@ -22,18 +21,16 @@ from federates.common.messages import (
     ReserveCommitments,
     Setpoints,
 )
-from federates.common.timebase import TICK_S, Phase, Step
+from federates.common.timebase import TICK_S, Phase, Step, local_hour
 from federates.common.wiring import VppFederate, load_federate_config
 from federates.vpp.corrective import CorrectiveController
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
 
-log = logging.getLogger(__name__)
-
 
 def phases_for(mode: str) -> set[Phase]:
     phases = {Phase.MEASURE, Phase.L1_CLEAR, Phase.SETPOINT}
-    if mode in ("layer12", "full"):
+    if mode in ANCILLARY_MODES:
         phases |= {Phase.L2_OFFER, Phase.L2_AWARD, Phase.L3_ORDER}
     return phases
 
@@ -51,8 +48,7 @@ class VppShell:
         self.regulation = (0.0, 0.0)
 
     def hour(self, time_s: float) -> float:
-        start = self.cfg.runtime.start
-        return (start.hour + start.minute / 60 + time_s / 3600) % 24
+        return local_hour(self.cfg.runtime.start, time_s)
 
     def step(self, step: Step) -> None:
         for fed in self.cfg.prosumer_feds:
@@ -92,18 +88,8 @@ class VppShell:
         gate_s = step.tick_start_s + Phase.L1_BID
         out = self.vpp.clear_layer1(submissions, gate_s, self.hour(step.l1_slot * 1800))
         rec = self.shell.recorder
-        for o in out.orders:
-            rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=o.participant,
-                    side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
-                    accepted=out.result.matched_kwh.get(o.order_id, 0.0) > 0,
-                    matched_kwh=out.result.matched_kwh.get(o.order_id, 0.0), reason="")
-        for r in out.rejections:
-            log.warning("%s slot %d: rejected order %s of %s: %s", self.me, step.l1_slot, r.order.order_id,
-                        r.order.participant, r.reason)
-            rec.add("bids", time=step.time_s, slot=step.l1_slot, market=self.me, participant=r.order.participant,
-                    side=r.order.side, energy_kwh=r.order.energy_kwh,
-                    limit_price_per_kwh=r.order.limit_price_per_kwh, accepted=False, matched_kwh=0.0,
-                    reason=r.reason)
+        rec.book(time=step.time_s, slot=step.l1_slot, market=self.me, orders=out.orders,
+                 rejections=out.rejections, matched_kwh=out.result.matched_kwh)
         for t in out.result.trades:
             rec.trade(time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer, seller=t.seller,
                       energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh)

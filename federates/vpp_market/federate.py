@@ -40,22 +40,10 @@ def main(config_path: str) -> None:
                                      buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
                                      price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh, item="l3")
             for d, (accepted, rejected) in screened.items():
-                _record_book(shell, step.time_s, nxt, f"vpp_market_{d}", accepted, rejected, result.matched_kwh)
+                shell.recorder.book(time=step.time_s, slot=nxt, market=f"vpp_market_{d}", orders=accepted,
+                                    rejections=rejected, matched_kwh=result.matched_kwh)
             shell.publish("vpp_market/results", L3Result(
                 time_s=step.time_s, interval=nxt, credit_kwh=result.credit_kwh,
                 trades=[TradeMsg(buyer=t.buyer, seller=t.seller, energy_kwh=t.energy_kwh,
                                  price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh, direction=d)
                         for d, t in result.trades]), target=nxt)
-
-
-def _record_book(shell: Shell, time_s: float, interval: int, market: str, orders, rejected, matched) -> None:
-    for o in orders:
-        shell.recorder.add("bids", time=time_s, slot=interval, market=market, participant=o.participant,
-                           side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
-                           accepted=matched.get(o.order_id, 0.0) > 0, matched_kwh=matched.get(o.order_id, 0.0),
-                           reason="")
-    for r in rejected:
-        o = r.order
-        shell.recorder.add("bids", time=time_s, slot=interval, market=market, participant=o.participant,
-                           side=o.side, energy_kwh=o.energy_kwh, limit_price_per_kwh=o.limit_price_per_kwh,
-                           accepted=False, matched_kwh=0.0, reason=r.reason)

@@ -27,3 +27,15 @@ def test_phases_are_strictly_ordered_within_a_tick():
 def test_step_recovers_its_clocks():
     step = Step(2 * 1800 + 900 + 6, Phase.L2_OFFER)
     assert (step.tick_start_s, step.interval, step.l2_slot) == (4500, 15, 6)
+
+
+def test_local_hour_wraps_at_midnight():
+    from datetime import datetime
+
+    import numpy as np
+
+    from federates.common.timebase import local_hour
+
+    start = datetime(2024, 6, 21, 22, 30)
+    assert local_hour(start, 0) == 22.5 and local_hour(start, 5400) == 0.0
+    assert list(local_hour(start, np.array([1800, 3600]))) == [23.0, 23.5]

@@ -1,0 +1,20 @@
+import pandas as pd
+import pytest
+
+from federates.common.recorder import Recorder
+from federates.vpp.p2p_market import Order, Submission, screen_orders
+
+
+def test_book_keeps_matched_energy_and_gate_rejections(tmp_path):
+    subs = [Submission(Order("a:buy", "a", "buy", 2.0, 0.2), sender="fed_1", submitted_s=3),
+            Submission(Order("b:sell", "b", "sell", 1.0, 0.1), sender="fed_1", submitted_s=3),
+            Submission(Order("c:sell", "c", "sell", 1.0, 0.1), sender="fed_1", submitted_s=9)]  # late
+    orders, rejected = screen_orders(subs, gate_s=3, hosts={"a": "fed_1", "b": "fed_1", "c": "fed_1"},
+                                     price_floor_per_kwh=0.04, price_cap_per_kwh=0.3)
+    rec = Recorder(tmp_path, "vpp_x")
+    rec.book(time=4, slot=1, market="vpp_x", orders=orders, rejections=rejected, matched_kwh={"a:buy": 1.0})
+    rec.flush()
+    bids = pd.read_csv(tmp_path / "parts" / "vpp_x" / "bids.csv").set_index("participant")
+    assert bids.loc["a", "accepted"] and bids.loc["a", "matched_kwh"] == pytest.approx(1.0)
+    assert not bids.loc["b", "accepted"] and bids.loc["b", "matched_kwh"] == 0.0
+    assert not bids.loc["c", "accepted"] and bids.loc["c", "reason"].startswith("late")
