@@ -90,7 +90,15 @@ class ViolationMsg(Payload):
 
 
 class FeederStateMsg(Payload):
-    """Power-flow result for interval ``interval``. Key ``feeder_<name>/state``."""
+    """Power-flow result for interval ``interval``. Key ``feeder_<name>/state``.
+
+    Every number is finite (NaN and infinity are refused, so JSON never carries null). When the power flow of
+    the interval failed (``converged`` False, ``message`` says why), the power-flow figures are those of the
+    last converged step (before any: no voltages, ``v_min_pu`` = ``v_max_pu`` = 1 and zero powers, as
+    placeholders), ``violations`` is empty and ``members_p_kw`` is still this interval's meter reading; a
+    consumer must not act on the voltages of such a state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     time_s: float
     interval: int
@@ -105,6 +113,7 @@ class FeederStateMsg(Payload):
     max_loading_pct: float
     members_p_kw: float  # metered net injection of all prosumers on the feeder
     violations: list[ViolationMsg]
+    message: str = ""  # why the power flow failed, or notes on a converged one
 
 
 # ---- VPP <-> prosumers -----------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """Feeder physics federate: applies prosumer injections to OpenDSS and publishes the power-flow state.
 
 Every 5 minutes (phase PHYSICS): read net injections -> set loads -> solve -> record -> publish state.
+A failed power flow (after the model's one retry) is recorded as it is (converged False, NaN figures) and,
+with ``on_nonconvergence: continue``, published flagged (converged False, the last converged figures, see
+``FeederStateMsg``); with ``stop`` the feeder raises ``ConvergenceError`` naming itself.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import replace
 
 from federates.common.errors import ConvergenceError
 from federates.common.helics_shell import Shell
@@ -56,6 +61,7 @@ def main(config_path: str) -> None:
                 if feeder.on_nonconvergence == "stop":
                     raise ConvergenceError(f"feeder {feeder.name} at t={step.tick_start_s} s: {state.message} "
                                            "(set on_nonconvergence: continue to flag the step and go on)")
+                state = _flagged(state, model.last_converged)
             shell.publish(key, _state_message(step, feeder.name, state, members_p_kw, prosumer_of),
                           target=step.interval)
 
@@ -73,13 +79,30 @@ def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, 
             shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)
 
 
+def _flagged(failed: FeederState, last: FeederState | None) -> FeederState:
+    """What to publish for a failed power flow: converged False with the figures of the last converged step
+    (placeholders before any: no voltages, 1 pu, zero powers), no violations, and why in ``message``."""
+    if last is None:
+        return replace(failed, v_pu={}, bus_v_pu={}, v_min_pu=1.0, v_max_pu=1.0, p_head_kw=0.0, q_head_kvar=0.0,
+                       losses_kw=0.0, max_loading_pct=0.0, violations=[],
+                       message=failed.message + "; no converged step yet: figures are placeholders")
+    return replace(last, converged=False, violations=[],
+                   message=failed.message + "; figures are those of the last converged step")
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
+
+
 def _state_message(step, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict):
+    """The wire payload; never NaN (FeederStateMsg refuses it, so a bug here fails in the feeder, not in its
+    subscribers)."""
     return FeederStateMsg(
         time_s=step.time_s, interval=step.interval, feeder=feeder, converged=state.converged,
-        v_pu={prosumer_of[load]: v for load, v in state.v_pu.items() if load in prosumer_of},
+        v_pu={prosumer_of[load]: v for load, v in state.v_pu.items() if load in prosumer_of and math.isfinite(v)},
         v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
-        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw, max_loading_pct=state.max_loading_pct,
-        members_p_kw=members_p_kw,
+        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw, max_loading_pct=_finite(state.max_loading_pct),
+        members_p_kw=members_p_kw, message=state.message,
         violations=[ViolationMsg(kind=v.kind, element=v.element, value=v.value, limit=v.limit,
                                  prosumer=prosumer_of.get(v.element)) for v in state.violations],
     )

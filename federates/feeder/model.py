@@ -30,13 +30,21 @@ Robustness
   IEEE 123's ``Run_IEEE123Bus.DSS``) is refused with a ``ConfigError`` before it runs: ``compile`` moves
   DataPath back to the feeder folder and the script's ``show`` lines would write reports there.
 - A failed solve (exception such as #485 "max control iterations exceeded", not converged, any
-  non-finite or absurd (> 3 pu) voltage, or a prosumer not injecting what was commanded, i.e. a
-  non-physical solution branch) is retried once: re-arm the engine (``set mode=snapshot``; OpenDSS may
-  otherwise refuse later solves, #99), rebuild the load admittances (``set loadmult`` to its own value;
-  loads edited through the API keep the admittance of their previous kW), ``init`` (zero-load start),
-  iteration limits x4 and control-iteration limits x2. If it still fails, ``solve`` returns
-  ``converged=False`` with the reason in ``message`` (``ConvergenceError`` only when ``strict``); the
-  next solve starts from a flat start again.
+  non-finite or absurd (> 3 pu) voltage, or a prosumer not injecting what was commanded although its load
+  model says it should, i.e. a non-physical solution branch or a voltage collapse) is retried once: re-arm
+  the engine (``set mode=snapshot``; OpenDSS may otherwise refuse later solves, #99), rebuild the load
+  admittances (``set loadmult`` to its own value; loads edited through the API keep the admittance of their
+  previous kW), ``init`` (zero-load start), iteration limits x4 and control-iteration limits x2. If it
+  still fails, ``solve`` returns ``converged=False`` with the reason in ``message`` (``ConvergenceError``
+  only when ``strict``); the next solve starts from a flat start again.
+- "Not injecting what was commanded" is judged against OpenDSS's own load model: each phase of a load sits
+  across its two conductors (delta: node i to node i+1, wrapping; wye: node i to the neutral), compared
+  with ``kV`` (delta, single-phase wye) or ``kV / sqrt 3`` (two-, three-phase wye), and is constant power
+  only inside [Vminpu, Vmaxpu]; outside it OpenDSS models it as an impedance (a correct solution, reported
+  in ``message``). A prosumer inside its band that injects something else is non-physical, one below its
+  Vlowpu a voltage collapse (both fail the attempt). Placement scales a prosumer's band when the master
+  connects it at another voltage than its rating (a delta load given one node, ``bus1=b.1``, sits
+  line-to-ground at 1/sqrt 3 of it), see ``Placement.notes``. ``last_converged`` keeps the last good state.
 - Element powers are read in one call per class through AltDSS batches when the optional ``altdss``
   package is installed (element by element otherwise; same numbers, slower on large feeders).
 - After every successful solve the power balance is checked: feeder-head power == power consumed by all
@@ -46,6 +54,7 @@ Robustness
 
 from __future__ import annotations
 
+import cmath
 import logging
 import math
 import os
@@ -69,6 +78,8 @@ SMALL_THREE_PHASE_MAX_KW = 30.0  # a multi-phase load up to this size is a large
 HOUSE_KW = 5.0  # houses represented by a placed load: ceil(kW / HOUSE_KW)
 PROSUMER_VMIN_PU = 0.7
 PROSUMER_VMAX_PU = 1.3
+PROSUMER_VLOW_PU = 0.5  # OpenDSS's default Vlowpu: below it a load is a plain constant impedance
+RATING_TOL = 0.05  # a load seeing more than 5 % off its own kV rating at nominal bus voltage gets a note
 BALANCE_REL_TOL = 1e-3  # 0.1 % of the gross power flow
 ABSURD_V_PU = 3.0  # a solved voltage above this is treated as a failed (diverged) solution
 _PC_CLASSES = ("Generators", "PVsystems", "Storages")  # loads are read separately
@@ -92,11 +103,15 @@ class Placement:
 
     ``loads``: the prosumer load names, in feeder order. ``skipped``: load name -> why it was not placed.
     ``houses``: prosumer load name -> number of houses it stands for (ceil(kW / 5 kW), at least 1).
+    ``notes``: prosumer load name -> what placement adjusted and why (e.g. a load connected at a voltage
+    other than its own kV rating); ``shortfall``: "" or why fewer prosumers were placed than asked for.
     """
 
     loads: list[str]
     skipped: dict[str, str]
     houses: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    shortfall: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,8 @@ class FeederState:
     ``v_pu``: per load, the service voltage of its worst phase (furthest from 1.0 pu).
     ``v_min_pu`` / ``v_max_pu``: lowest / highest phase voltage over all load service points.
     ``bus_v_pu``: per bus, the worst phase voltage (nodes 1-3). When ``converged`` is False the numbers
-    are NaN, the dicts empty and ``message`` says why.
+    are NaN, the dicts empty and ``message`` says why (nothing was solved; ``FeederModel.last_converged``
+    keeps the last state that was).
     """
 
     converged: bool
@@ -132,6 +148,44 @@ class FeederState:
     violations: list[Violation]
     bus_v_pu: dict[str, float]
     message: str
+
+
+@dataclass(frozen=True)
+class _LoadTerminal:
+    """How OpenDSS connects a load, i.e. what its voltage model (constant power only inside
+    [Vminpu, Vmaxpu], an impedance outside) compares with what.
+
+    As in OpenDSS's Load model, each of the load's phases sits across two conductors: conductor i and the
+    neutral (the last conductor) for wye, conductor i and conductor i+1 (wrapping) for delta. A single-phase
+    delta load has two conductors, so ``bus1=b.1`` (one node given, as in some distributed IEEE 34 files)
+    puts its second conductor on node 0: it is connected line-to-ground. The voltage that counts as 1 pu is
+    ``kV`` for delta and single-phase wye loads and ``kV / sqrt 3`` for two- and three-phase wye loads.
+    """
+
+    delta: bool
+    nodes: tuple[int, ...]  # bus node of each conductor, 0 = ground
+    phases: int
+    kv: float
+
+    @property
+    def v_base(self) -> float:
+        """Volts across one phase of the load at 1 pu of its own rating."""
+        if self.delta or self.phases == 1:
+            return self.kv * 1000.0
+        return self.kv * 1000.0 / math.sqrt(3.0)
+
+    def phase_pu(self, v: np.ndarray) -> np.ndarray:
+        """|voltage across each phase| in pu of the load's own rating, from its complex conductor voltages (V)."""
+        n = len(self.nodes)
+        pairs = [(i, (i + 1) % n) if self.delta else (i, n - 1) for i in range(self.phases)]
+        return np.array([abs(v[i] - v[j]) for i, j in pairs]) / max(self.v_base, 1e-9)
+
+    def nominal_pu(self, kv_ln_base: float) -> float:
+        """What the load sees, in pu of its own rating, when its bus is at exactly 1 pu and balanced (nodes 1-3
+        at 0, -120, +120 degrees; any other node, e.g. a neutral, at 0 V)."""
+        v = np.array([kv_ln_base * 1000.0 * cmath.exp(-2j * math.pi * (n - 1) / 3) if 1 <= n <= 3 else 0.0
+                      for n in self.nodes])
+        return float(self.phase_pu(v).mean())
 
 
 def _furthest_from_one(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -196,6 +250,7 @@ class FeederModel:
         self._dirty: set[int] = set()
         self._kvar_dirty = False
         self._needs_flat_start = False
+        self.last_converged: FeederState | None = None  # the state of the last solve that converged
 
     # ------------------------------------------------------------------ setup
     def _compile(self) -> None:
@@ -247,9 +302,11 @@ class FeederModel:
 
     def _index_loads(self) -> None:
         d = self._dss
-        infos, nodes, models, vmins, vmaxs = [], [], [], [], []
+        infos, nodes, models, vmins, vmaxs, conds = [], [], [], [], [], []
         i = d.Loads.First()
         while i > 0:
+            conds.append(_LoadTerminal(delta=bool(d.Loads.IsDelta()), nodes=tuple(d.CktElement.NodeOrder()),
+                                       phases=int(d.Loads.Phases()), kv=float(d.Loads.kV())))
             bus = d.CktElement.BusNames()[0].split(".")[0].lower()
             infos.append(
                 LoadInfo(
@@ -271,6 +328,9 @@ class FeederModel:
         self._load_nodes = nodes
         self._orig_model = models
         self._orig_vband = list(zip(vmins, vmaxs, strict=True))
+        self._terminals = conds
+        self._orig_vlow: dict[int, str] = {}  # Vlowpu as the master set it, for loads placement changed
+        self._band: dict[int, tuple[float, float, float]] = {}  # prosumer: (Vlowpu, Vminpu, Vmaxpu) it was given
         self._load_names = [info.name for info in infos]
 
     def _index_network(self) -> None:
@@ -313,7 +373,8 @@ class FeederModel:
     def place_prosumers(self, mode: str | int | float | Sequence[str], *, seed: int) -> Placement:
         """Choose which loads become prosumers (replacing any earlier placement).
 
-        ``mode``: ``"all"`` every eligible load; an ``int`` n: n eligible loads drawn with ``seed``;
+        ``mode``: ``"all"`` every eligible load; an ``int`` n: n eligible loads drawn with ``seed`` (all of
+        them when there are fewer, with ``Placement.shortfall`` saying so);
         a ``float`` f in (0, 1]: round(f x eligible) loads drawn with ``seed`` (at least one); a list of load
         names: those loads (ineligible ones are reported in ``skipped``).
 
@@ -322,21 +383,51 @@ class FeederModel:
         commercial equivalents. A placed load above 5 kW stands for ceil(kW / 5) houses (``houses``).
         """
         eligible, skipped = self._eligible()
-        chosen = self._choose(mode, eligible, skipped, seed)
+        chosen, shortfall = self._choose(mode, eligible, skipped, seed)
         self._reset_prosumers()
-        d = self._dss
+        notes = {}
         for name in [*chosen, *self.injectors]:
-            k = self._load_pos[name]
-            d.Loads.Idx(k + 1)
-            d.Loads.Model(1)
-            d.Loads.Vminpu(PROSUMER_VMIN_PU)
-            d.Loads.Vmaxpu(PROSUMER_VMAX_PU)
-            self._prosumers[name] = k
-            self._dirty.add(k)
+            note = self._make_prosumer(name)
+            if note and name in chosen:
+                notes[name] = note
         self._pros_idx = np.array(sorted(self._prosumers.values()), dtype=np.intp)
         self._kvar_dirty = True
         houses = {n: max(1, math.ceil(self._loads[self._load_pos[n]].kw / HOUSE_KW - 1e-9)) for n in chosen}
-        return Placement(loads=list(chosen), skipped=skipped, houses=houses)
+        return Placement(loads=list(chosen), skipped=skipped, houses=houses, notes=notes, shortfall=shortfall)
+
+    def _make_prosumer(self, name: str) -> str:
+        """Turn load ``name`` into a constant-power prosumer whose band covers what it really sees.
+
+        The band [PROSUMER_VMIN_PU, PROSUMER_VMAX_PU] (and Vlowpu) is in pu of the load's own kV rating. When
+        the master connects the load at another voltage (a delta load given one node sits line-to-ground and
+        sees 1/sqrt 3 of its rating), the band is scaled by that ratio so that OpenDSS keeps it at constant
+        power over the same realistic range of bus voltages; returns a note saying so ("" otherwise)."""
+        d, k = self._dss, self._load_pos[name]
+        ratio = self._rated_ratio(k)
+        scale = ratio if abs(ratio - 1.0) > RATING_TOL else 1.0
+        d.Loads.Idx(k + 1)
+        d.Loads.Model(1)
+        d.Loads.Vminpu(PROSUMER_VMIN_PU * scale)
+        d.Loads.Vmaxpu(PROSUMER_VMAX_PU * scale)
+        self._band[k] = (PROSUMER_VLOW_PU * scale, PROSUMER_VMIN_PU * scale, PROSUMER_VMAX_PU * scale)
+        self._prosumers[name] = k
+        self._dirty.add(k)
+        if scale == 1.0:
+            return ""
+        d.Text.Command(f"? load.{name}.vlowpu")
+        self._orig_vlow[k] = d.Text.Result()
+        d.Text.Command(f"load.{name}.vlowpu={PROSUMER_VLOW_PU * scale:.6g}")
+        t = self._terminals[k]
+        return (f"{'delta' if t.delta else 'wye'} load rated {t.kv:g} kV on nodes {'.'.join(map(str, t.nodes))} "
+                f"sees {ratio:.3f} of its rating at nominal bus voltage; constant-power band scaled to "
+                f"{PROSUMER_VMIN_PU * scale:.3f}-{PROSUMER_VMAX_PU * scale:.3f} pu of its rating")
+
+    def _rated_ratio(self, k: int) -> float:
+        """Voltage load ``k`` sees at nominal bus voltage, in pu of its own rating (1.0 if unknown)."""
+        d = self._dss
+        if d.Circuit.SetActiveBus(self._loads[k].bus) < 0 or d.Bus.kVBase() <= 0.0:
+            return 1.0
+        return self._terminals[k].nominal_pu(d.Bus.kVBase()) or 1.0
 
     def set_base_multiplier(self, m: float) -> None:
         """Scale every non-prosumer load's base kW and kvar by ``m`` (time-of-day shape, >= 0).
@@ -422,6 +513,7 @@ class FeederModel:
         self._needs_flat_start = False
         state = self._extract(message)
         self._check_balance(state)
+        self.last_converged = state
         return state
 
     def node_voltages_pu(self) -> dict[str, float]:
@@ -507,15 +599,37 @@ class FeederModel:
         idx = self._pros_idx
         actual = -self._load_p[idx]
         wanted = self._inj_now[idx]
-        bad = ~(np.abs(actual - wanted) <= np.maximum(0.01 * np.abs(wanted), 0.01))
-        if bad.any():
-            k = int(np.argmax(bad))
-            name = self._loads[idx[k]].name
-            return False, (
-                f"non-physical solution: prosumer {name} injects {actual[k]:.3g} kW "
-                f"instead of {wanted[k]:.3g} kW"
-            )
+        bad = np.flatnonzero(~(np.abs(actual - wanted) <= np.maximum(0.01 * np.abs(wanted), 0.01)))
+        outside = []
+        for j in bad:
+            k, name = int(idx[j]), self._loads[idx[j]].name
+            v_pu = self._phase_pu(k)
+            low, lo, hi = self._band[k]
+            if lo <= v_pu.min() and v_pu.max() <= hi:
+                return False, (
+                    f"non-physical solution: prosumer {name} injects {actual[j]:.3g} kW instead of "
+                    f"{wanted[j]:.3g} kW although it sees {v_pu.min():.3f} pu of its rating, inside its "
+                    f"constant-power band {lo:.3g}-{hi:.3g} pu"
+                )
+            if v_pu.min() <= low:
+                return False, (
+                    f"voltage collapse: prosumer {name} sees {v_pu.min():.3g} pu of its rating (below Vlowpu "
+                    f"{low:.3g}) and injects {actual[j]:.3g} kW instead of {wanted[j]:.3g} kW"
+                )
+            worst = v_pu.min() if v_pu.min() < lo else v_pu.max()
+            outside.append(f"{name} injects {actual[j]:.3g} kW instead of {wanted[j]:.3g} kW at {worst:.3f} pu of "
+                           f"its rating, outside its constant-power band {lo:.3g}-{hi:.3g} pu")
+        if outside:
+            return True, ("converged; OpenDSS models a load outside its band as an impedance: "
+                          + "; ".join(outside[:3]) + (f" (+{len(outside) - 3} more)" if len(outside) > 3 else ""))
         return True, "converged"
+
+    def _phase_pu(self, k: int) -> np.ndarray:
+        """Voltage across each phase of load ``k`` in the last solve, pu of its own rating."""
+        d = self._dss
+        d.Loads.Idx(k + 1)
+        raw = np.asarray(d.CktElement.Voltages())
+        return self._terminals[k].phase_pu(raw[0::2] + 1j * raw[1::2])
 
     def _retry(self) -> tuple[bool, str]:
         self._apply_limits(self.max_iterations * 4, self.max_control_iterations * 2)
@@ -570,6 +684,10 @@ class FeederModel:
                 out.append(Violation("overload", names[k], float(pct[k]), 100.0))
         return out
 
+    def load_power_kw(self) -> dict[str, float]:
+        """Active power drawn by each load in the last solve (kW; a prosumer's is minus its injection)."""
+        return dict(zip(self._load_names, self._load_p.tolist(), strict=True))
+
     def pc_power_kw(self) -> float:
         """Active power drawn by all loads, generators, PV systems and storage in the last solve (kW,
         generation counts negative)."""
@@ -604,28 +722,32 @@ class FeederModel:
                 eligible.append(info.name)
         return eligible, skipped
 
-    def _choose(self, mode, eligible: list[str], skipped: dict[str, str], seed: int) -> list[str]:
+    def _choose(self, mode, eligible: list[str], skipped: dict[str, str], seed: int) -> tuple[list[str], str]:
+        """The chosen loads, and "" or why fewer were chosen than asked for (a count above the eligible
+        loads places them all rather than refusing)."""
         if isinstance(mode, str):
             if mode != "all":
                 raise ConfigError(f"placement mode {mode!r} unknown; use 'all', a count, a fraction or names")
-            return eligible
+            return eligible, ""
         if isinstance(mode, bool) or not isinstance(mode, (int, float, list, tuple)):
             raise ConfigError(f"placement mode {mode!r} unknown; use 'all', a count, a fraction or names")
         if isinstance(mode, (list, tuple)):
-            return self._choose_named([str(n).lower() for n in mode], eligible, skipped)
+            return self._choose_named([str(n).lower() for n in mode], eligible, skipped), ""
+        shortfall = ""
         if isinstance(mode, int):
-            if not 0 <= mode <= len(eligible):
-                raise ConfigError(
-                    f"prosumer count {mode} must be in [0, {len(eligible)}]: {self.master_path.name} has "
-                    f"{len(eligible)} residential-size loads; ask for at most {len(eligible)} or 'all'"
-                )
-            count = mode
+            if mode < 0:
+                raise ConfigError(f"prosumer count {mode} must be >= 0")
+            count = min(mode, len(eligible))
+            if count < mode:
+                shortfall = (f"{self.master_path.name} has {len(eligible)} residential-size loads, fewer than the "
+                             f"{mode} prosumers asked for: placed {count} (the reasons the others were skipped "
+                             "are in the placement table)")
         else:
             if not 0.0 < mode <= 1.0:
                 raise ConfigError(f"prosumer fraction {mode} must be in (0, 1]")
-            count = max(1, round(mode * len(eligible)))
+            count = min(max(1, round(mode * len(eligible))), len(eligible))
         picked = set(random.Random(seed).sample(eligible, count))
-        return [n for n in eligible if n in picked]
+        return [n for n in eligible if n in picked], shortfall
 
     def _choose_named(self, names: list[str], eligible: list[str], skipped: dict[str, str]) -> list[str]:
         unknown = [n for n in names if n not in self._load_pos]
@@ -646,8 +768,11 @@ class FeederModel:
             d.Loads.Model(self._orig_model[k])
             d.Loads.Vminpu(self._orig_vband[k][0])
             d.Loads.Vmaxpu(self._orig_vband[k][1])
+            if k in self._orig_vlow:
+                d.Text.Command(f"load.{self._loads[k].name}.vlowpu={self._orig_vlow.pop(k)}")
             self._dirty.add(k)
         self._prosumers = {}
+        self._band = {}
         self._p_inj_kw = {}
         self._inj_now[:] = np.nan
         self._pros_idx = np.zeros(0, dtype=np.intp)

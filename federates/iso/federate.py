@@ -57,6 +57,7 @@ def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits
         state = shell.read(f"feeder_{vpp.removeprefix('vpp_')}/state", FeederStateMsg)
         if state is None:
             continue
+        # members_p_kw is the prosumers' meter reading, valid even when the power flow failed (converged False)
         out = iso.settle(step.interval, vpp, state.members_p_kw, credits.get(vpp, 0.0))
         if out is None:
             continue

@@ -158,8 +158,9 @@ def test_placement_modes_are_seeded_and_sized():
     assert named.loads == ["house_h001", "house_h003"] and named.skipped == {}
     with pytest.raises(ConfigError, match="house_h999"):
         model.place_prosumers(["house_h999"], seed=0)
-    with pytest.raises(ConfigError, match="count 61"):
-        model.place_prosumers(61, seed=0)
+    more = model.place_prosumers(61, seed=0)  # more than there are: all 60 placed, and it says so
+    assert more.loads == all_loads and "60 residential-size loads, fewer than the 61" in more.shortfall
+    assert model.place_prosumers(60, seed=0).shortfall == ""
     with pytest.raises(ConfigError, match="fraction"):
         model.place_prosumers(1.5, seed=0)
 
@@ -328,3 +329,153 @@ def test_element_by_element_power_read_matches_the_altdss_batch(monkeypatch):
     a, b = batch.solve(), loop.solve()
     assert batch.pc_power_kw() == pytest.approx(loop.pc_power_kw(), rel=1e-9)
     assert a.p_head_kw == pytest.approx(b.p_head_kw, rel=1e-9)
+
+
+# ---------------------------------------------------------------- IEEE 34 traps (feeders/test_delta_lateral)
+DELTA = REPO / "feeders" / "test_delta_lateral" / "Master.dss"
+# An absurd service line: a 50 W load behind 600 kOhm. Its base case converges, but as a prosumer importing
+# or exporting a few hundred W there is no power-flow solution (or only a collapsed one).
+WEAK_SERVICE = ("New Line.weak phases=2 bus1=t1.1.2 bus2=weak.1.2 r1=600000 x1=1 r0=600000 x0=1 c1=0 c0=0 "
+                "length=1 units=mi\nNew Load.weak bus1=weak.1.2 phases=1 conn=delta model=1 kV=24.9 kW=0.05 kvar=0\n")
+ABSURD_LOAD = ("New Load.absurd bus1=l3.1.2 phases=1 conn=delta model=1 kV=24.9 kW=40000 kvar=20000 "
+               "vminpu=0 vlowpu=0\n")
+
+
+def delta_variant(tmp_path: Path, extra: str) -> Path:
+    """The test feeder with ``extra`` OpenDSS lines added before its voltage bases are computed."""
+    text = DELTA.read_text()
+    path = tmp_path / "Master.dss"
+    path.write_text(text.replace("Set VoltageBases", extra + "Set VoltageBases"))
+    return path
+
+
+def test_load_terminal_bases_follow_opendss_connections():
+    from federates.feeder.model import _LoadTerminal
+
+    ln = 24.9 / math.sqrt(3)
+    assert _LoadTerminal(True, (1, 2), 1, 24.9).nominal_pu(ln) == pytest.approx(1.0)  # delta a-b
+    assert _LoadTerminal(True, (1, 0), 1, 24.9).nominal_pu(ln) == pytest.approx(1 / math.sqrt(3))  # bus1=b.1
+    assert _LoadTerminal(False, (1, 0), 1, 14.376).nominal_pu(ln) == pytest.approx(1.0, abs=1e-4)
+    assert _LoadTerminal(False, (1, 2, 3, 0), 3, 24.9).nominal_pu(ln) == pytest.approx(1.0)
+    assert _LoadTerminal(True, (1, 2, 3), 3, 24.9).nominal_pu(ln) == pytest.approx(1.0)
+    assert _LoadTerminal(False, (1, 2), 1, 24.9).nominal_pu(ln) == pytest.approx(1.0)  # "wye" across a-b
+
+
+def test_delta_lateral_has_the_ieee34_traps():
+    model = FeederModel(DELTA, strict=True)
+    state = model.solve()
+    assert state.converged
+    drawn = model.load_power_kw()
+    kw = {x.name: x.kw for x in model.loads()}
+    # the lateral's far end is below 0.95 pu, where OpenDSS turns those loads into impedances
+    assert state.v_pu["d_l3"] < 0.93 and drawn["d_l3"] < 0.95 * kw["d_l3"]
+    assert {v.element for v in state.violations if v.kind == "undervoltage"} >= {"d_l2", "d_l3"}
+    # the one-node delta load sits line-to-ground at 1/sqrt 3 of its rating: an impedance drawing ~1/3 or less
+    assert drawn["d_l2_a"] < 0.35 * kw["d_l2_a"]
+    assert drawn["d_t1_ab"] == pytest.approx(kw["d_t1_ab"], rel=1e-4)  # a 24.9 kV delta load in its band
+
+
+@pytest.mark.parametrize(("multiplier", "p_kw"), [(1.0, -4.0), (0.4, 6.0), (1.0, -20.0)])
+def test_prosumers_on_delta_loads_inject_exactly_what_was_commanded(multiplier, p_kw):
+    model = FeederModel(DELTA, strict=True)
+    placement = model.place_prosumers("all", seed=1)
+    assert "d_l2_a" in placement.loads and "0.577 of its rating" in placement.notes["d_l2_a"]
+    assert set(placement.notes) == {"d_l2_a"}, "loads connected at their rating keep the standard band"
+    model.set_base_multiplier(multiplier)
+    model.set_injections(dict.fromkeys(placement.loads, p_kw))
+    state = model.solve()
+    assert state.converged and state.message == "converged", state.message
+    drawn = model.load_power_kw()
+    for name in placement.loads:
+        assert -drawn[name] == pytest.approx(p_kw, rel=1e-3), name
+
+
+def test_a_prosumer_pushed_outside_its_band_is_a_correct_solution():
+    """2 MW drawn at the lateral's end pulls it below 0.7 pu: OpenDSS models the prosumer as an impedance
+    there. That is the model's solution (flagged in the message and as undervoltage), not a failure."""
+    model = FeederModel(DELTA)
+    model.place_prosumers(["d_l3"], seed=0)
+    model.set_injections({"d_l3": -2000.0})
+    state = model.solve()
+    assert state.converged, state.message
+    assert "d_l3 injects" in state.message and "outside its constant-power band 0.7-1.3" in state.message
+    assert 0.5 < state.v_pu["d_l3"] < 0.7
+    assert -2000.0 < model.load_power_kw()["d_l3"] * -1 < -1000.0  # drew less than commanded: an impedance
+    assert any(v.kind == "undervoltage" and v.element == "d_l3" for v in state.violations)
+
+
+def test_an_absurd_load_is_flagged_not_raised(tmp_path):
+    from federates.feeder.federate import _flagged, _state_message
+
+    model = FeederModel(delta_variant(tmp_path, ABSURD_LOAD))
+    placement = model.place_prosumers("all", seed=0)
+    state = model.solve()
+    assert not state.converged and "did not converge after one retry" in state.message
+    assert model.last_converged is None
+    msg = _state_message(_Step(), "delta", _flagged(state, None), 1.5, {n: n for n in placement.loads})
+    wire = msg.dumps()
+    assert "null" not in wire and "NaN" not in wire
+    back = type(msg).loads(wire)
+    assert not back.converged and back.v_pu == {} and back.members_p_kw == 1.5
+    assert "placeholders" in back.message
+
+
+def test_a_failed_step_publishes_the_last_converged_figures(tmp_path):
+    from federates.feeder.federate import _flagged, _state_message
+
+    model = FeederModel(delta_variant(tmp_path, WEAK_SERVICE))
+    model.place_prosumers(["weak", "d_l3"], seed=0)
+    model.set_injections({"weak": -0.02})
+    good = model.solve()
+    assert good.converged
+    model.set_injections({"weak": -1.0})  # no solution behind 600 kOhm
+    failed = model.solve()
+    assert not failed.converged and math.isnan(failed.v_min_pu)
+    msg = _state_message(_Step(), "delta", _flagged(failed, model.last_converged), -1.0, {"weak": "p0"})
+    assert not msg.converged and msg.v_pu == {"p0": good.v_pu["weak"]} and msg.v_min_pu == good.v_min_pu
+    assert msg.violations == [] and "last converged step" in msg.message
+    model.set_injections({"weak": -0.02})
+    assert model.solve().converged  # and it recovers
+
+
+def test_feeder_state_message_refuses_nan():
+    from pydantic import ValidationError
+
+    from federates.common.messages import FeederStateMsg
+
+    with pytest.raises(ValidationError, match="finite"):
+        FeederStateMsg(time_s=1.0, interval=0, feeder="f", converged=False, v_pu={}, v_min_pu=float("nan"),
+                       v_max_pu=1.0, p_head_kw=0.0, q_head_kvar=0.0, losses_kw=0.0, max_loading_pct=0.0,
+                       members_p_kw=0.0, violations=[])
+
+
+class _Step:
+    time_s, interval = 301.0, 1
+
+
+# ---------------------------------------------------------------- every shared master runs
+SHARED_MASTERS = ["123Bus/IEEE123Master.dss", "LVTestCase/Master.dss", "8500-Node/Master.dss",
+                  "8500-Node/Master-unbal.dss"]
+
+
+@pytest.mark.parametrize("master", SHARED_MASTERS)
+def test_shared_master_compiles_places_and_solves_steps(master):
+    model = FeederModel(shared_file(f"feeders/{master}"), strict=True)
+    d = model._dss
+    assert (d.Solution.MaxIterations(), d.Solution.MaxControlIterations()) == (100, 100), "limits reach OpenDSS"
+    placement = model.place_prosumers(20, seed=1)
+    assert len(placement.loads) == 20 and not placement.shortfall
+    rng = random.Random(4)
+    for multiplier in (1.0, 0.4, 0.7):
+        model.set_base_multiplier(multiplier)
+        model.set_injections({n: rng.uniform(-3.0, 5.0) for n in placement.loads})
+        state = model.solve()
+        assert state.converged and "retry" not in state.message, (multiplier, state.message)
+        assert 0.85 < state.v_min_pu < state.v_max_pu < 1.1
+    model.close()
+
+
+def test_iteration_limits_from_the_scenario_reach_the_engine():
+    model = FeederModel(IEEE13, max_iterations=37, max_control_iterations=23)
+    d = model._dss
+    assert (d.Solution.MaxIterations(), d.Solution.MaxControlIterations()) == (37, 23)
