@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from federates.common.config import FeederConfig
+from federates.common.config import EV_DEADLINE_H, EV_EARLIEST_H, EV_P_MAX_KW, FeederConfig
 from federates.prosumer.devices import BatteryConfig, FlexLoadConfig, LoadConfig, ProsumerConfig, PvConfig
 
 
@@ -13,7 +13,8 @@ def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int,
     """One prosumer per placed load, devices drawn from the population shares and ranges (seeded per feeder).
 
     A spot load that stands for ``houses[load]`` houses (a utility feeder's lumped load) becomes one prosumer
-    with that many houses' consumption, PV and battery (flexible loads stay those of one house).
+    with that many houses' consumption, PV and battery (flexible loads stay those of one house). A PV, battery
+    or EV whose drawn size rounds to zero is left out (``pv_kwp: [0, 0]`` means no PV at all).
     """
     pop = feeder.prosumers
     rng = np.random.default_rng([seed, sum(map(ord, feeder.name))])
@@ -21,15 +22,17 @@ def make_prosumers(feeder: FeederConfig, loads: list[str], seed: int,
     out = []
     for i, load in enumerate(loads):
         n = houses.get(load, 1)
-        pv = PvConfig(kwp=round(n * rng.uniform(*pop.pv_kwp), 1)) if rng.random() < pop.pv_share else None
+        kwp = round(n * rng.uniform(*pop.pv_kwp), 1) if rng.random() < pop.pv_share else 0.0
+        pv = PvConfig(kwp=kwp) if kwp > 0 else None
         battery = None
         if rng.random() < pop.battery_share:
             kwh = round(n * rng.uniform(*pop.battery_kwh), 1)
-            battery = BatteryConfig(capacity_kwh=kwh, p_max_kw=round(max(kwh / 2.0, 2.5), 1))
+            battery = BatteryConfig(capacity_kwh=kwh, p_max_kw=round(max(kwh / 2.0, 2.5), 1)) if kwh > 0 else None
         flex = []
-        if rng.random() < pop.ev_share:
-            flex.append(FlexLoadConfig(name="ev", energy_kwh=round(rng.uniform(*pop.ev_kwh), 1), earliest_h=17.0,
-                                       deadline_h=23.5, p_max_kw=7.2))
+        ev_kwh = round(rng.uniform(*pop.ev_kwh), 1) if rng.random() < pop.ev_share else 0.0
+        if ev_kwh > 0:
+            flex.append(FlexLoadConfig(name="ev", energy_kwh=ev_kwh, earliest_h=EV_EARLIEST_H,
+                                       deadline_h=EV_DEADLINE_H, p_max_kw=EV_P_MAX_KW))
         if rng.random() < pop.dishwasher_share:
             flex.append(FlexLoadConfig(name="dishwasher", energy_kwh=1.2, earliest_h=9.0, deadline_h=21.0,
                                        p_max_kw=1.5))

@@ -10,7 +10,7 @@ Relative paths in a scenario (feeder masters, CSVs) are relative to the scenario
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +27,14 @@ ANCILLARY_MODES = ("layer12", "full")            # modes in which the VPPs trade
 PRODUCTS = ("reg_up", "reg_down", "spin")
 Mechanism = Literal["auction", "pay_as_bid", "bilateral", "bilateral_admm", "sdr"]
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+# Every prosumer's EV charges between these hours at up to this power (runner/population.py draws the energy).
+EV_EARLIEST_H, EV_DEADLINE_H, EV_P_MAX_KW = 17.0, 23.5, 7.2
+# pandas keeps times as int64 nanoseconds: every simulated time must lie in this span.
+FIRST_TIME, LAST_TIME = datetime(1678, 1, 1), datetime(2262, 4, 11)
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MarketConfig(Model):
@@ -59,20 +63,43 @@ class PopulationConfig(Model):
     placement: Literal["all"] | int | float | list[str] = Field(
         20, description='"all" residential loads, a count, a fraction in (0, 1], or a list of load names'
     )
-    daily_kwh: tuple[float, float] = (6.0, 14.0)
+    daily_kwh: tuple[float, float] = Field(
+        (6.0, 14.0), description="[low, high] (0 <= low <= high) a house's daily consumption is drawn from")
     pv_share: float = Field(0.8, ge=0.0, le=1.0)
-    pv_kwp: tuple[float, float] = (4.0, 8.0)
+    pv_kwp: tuple[float, float] = Field((4.0, 8.0), description="[low, high] PV size per house; a size of 0 "
+                                        "(e.g. [0, 0]) means no PV")
     battery_share: float = Field(0.6, ge=0.0, le=1.0)
-    battery_kwh: tuple[float, float] = (5.0, 13.5)
+    battery_kwh: tuple[float, float] = Field((5.0, 13.5), description="[low, high] battery capacity per house; "
+                                             "a capacity of 0 means no battery")
     ev_share: float = Field(0.3, ge=0.0, le=1.0)
-    ev_kwh: tuple[float, float] = (6.0, 14.0)
+    ev_kwh: tuple[float, float] = Field(
+        (6.0, 14.0), description=f"[low, high] EV energy per evening, charged {EV_EARLIEST_H:g}-{EV_DEADLINE_H:g} h "
+        f"at up to {EV_P_MAX_KW:g} kW, so high <= {EV_P_MAX_KW * (EV_DEADLINE_H - EV_EARLIEST_H):g}; 0 means no EV")
     dishwasher_share: float = Field(0.5, ge=0.0, le=1.0)
+
+    @field_validator("daily_kwh", "pv_kwp", "battery_kwh", "ev_kwh")
+    @classmethod
+    def _range(cls, v: tuple[float, float], info) -> tuple[float, float]:
+        low, high = v
+        if not 0.0 <= low <= high:
+            a, b = sorted((abs(low), abs(high)))
+            raise ValueError(f"write the range as [low, high] with 0 <= low <= high, e.g. [{a:g}, {b:g}]")
+        most = EV_P_MAX_KW * (EV_DEADLINE_H - EV_EARLIEST_H)
+        if info.field_name == "ev_kwh" and high > most:
+            raise ValueError(f"an EV charges at most {EV_P_MAX_KW:g} kW from {EV_EARLIEST_H:g} h to "
+                             f"{EV_DEADLINE_H:g} h, so at most {most:g} kWh; got up to {high:g} kWh, lower ev_kwh")
+        return v
+
+    @field_validator("placement", mode="before")
+    @classmethod
+    def _not_bool(cls, v):
+        if isinstance(v, bool):  # before validation: the union would read true as the count 1
+            raise ValueError("placement must be 'all', a count, a fraction or a list of load names")
+        return v
 
     @field_validator("placement")
     @classmethod
     def _placement(cls, v):
-        if isinstance(v, bool):
-            raise ValueError("placement must be 'all', a count, a fraction or a list of load names")
         if isinstance(v, int) and v < 1:
             raise ValueError(f"a count of prosumers must be >= 1, got {v}")
         if isinstance(v, float) and not 0.0 < v <= 1.0:
@@ -134,6 +161,22 @@ class IsoConfig(Model):
             raise ValueError(f"requirement_kw has unknown products {sorted(unknown)}; use {list(PRODUCTS)}")
         return self
 
+    @field_validator("requirement_kw")
+    @classmethod
+    def _requirement(cls, v: dict[str, float]) -> dict[str, float]:
+        negative = {p: kw for p, kw in v.items() if kw < 0}
+        if negative:
+            raise ValueError(f"requirement {negative} kW is negative; give every requirement in kW >= 0")
+        return v
+
+    @field_validator("requirement_profile")
+    @classmethod
+    def _profile(cls, v: list[float]) -> list[float]:
+        negative = [f for f in v if f < 0]
+        if negative:
+            raise ValueError(f"negative multipliers {negative}; give 24 hourly multipliers >= 0")
+        return v
+
 
 class VppMarketConfig(Model):
     """The inter-VPP market (Layer III)."""
@@ -169,8 +212,9 @@ class Scenario(Model):
 
     name: str = Field("scenario", pattern=_NAME_PATTERN, description="lower-case identifier, names the run")
     start: datetime = Field(datetime(2024, 6, 21), description="simulated start (local time of the location)")
-    hours: float = Field(24.0, gt=0.0, description="simulated span, a whole number of 5-minute ticks")
-    seed: int = Field(0, description="seed of every random source (weather, loads, signals, placement)")
+    hours: float = Field(24.0, gt=0.0, description="simulated span, a whole number of 5-minute ticks, ending "
+                         f"before {LAST_TIME:%Y-%m-%d}; `harmony validate` also checks that it fits in memory")
+    seed: int = Field(0, ge=0, description="seed (>= 0) of every random source (weather, loads, signals, placement)")
     mode: Mode = Field(
         "full", description="topdown/netmetering: utility only; layer1: + P2P; layer12: + VPP/ISO; full: + Layer III")
     location: Location = Field(
@@ -183,11 +227,24 @@ class Scenario(Model):
     vpp_market: VppMarketConfig = Field(VppMarketConfig(), description="inter-VPP market (Layer III)")
     federation: FederationConfig = Field(FederationConfig(), description="process layout of the federation")
 
+    @field_validator("start")
+    @classmethod
+    def _local_start(cls, v: datetime) -> datetime:
+        if v.tzinfo is not None:
+            raise ValueError(f"start is local time of the location; drop the UTC offset from {v.isoformat()}")
+        if not FIRST_TIME <= v < LAST_TIME:
+            raise ValueError(f"start must lie between {FIRST_TIME:%Y-%m-%d} and {LAST_TIME:%Y-%m-%d}")
+        return v
+
     @field_validator("hours")
     @classmethod
-    def _whole_ticks(cls, v: float) -> float:
-        if round(v * 3600) % 300:
-            raise ValueError(f"hours must be a whole number of 5-minute ticks (e.g. 0.5, 1, 24), got {v}")
+    def _whole_ticks(cls, v: float, info) -> float:
+        if round(v * 3600) % 300 or round(v * 3600) < 300:
+            raise ValueError("hours must be a whole number (>= 1) of 5-minute ticks, e.g. 0.5, 1 or 24")
+        start = info.data.get("start")
+        if isinstance(start, datetime) and v > (LAST_TIME - start) / timedelta(hours=1):
+            raise ValueError(f"a run of {v:g} h from {start:%Y-%m-%d} would end after {LAST_TIME:%Y-%m-%d}, "
+                             "the last day the simulation's clock can represent; shorten hours")
         return v
 
     @model_validator(mode="after")
@@ -232,6 +289,9 @@ def read_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read scenario file: {exc.strerror}; check the path", str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); "
+                          "save the scenario as UTF-8 YAML or JSON", str(path)) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -250,19 +310,30 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     node: Any = data
     for depth, key in enumerate(keys[:-1]):
         node = _child(node, key, keys[: depth + 1], source, create=True)
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{source} {assignment!r}: the value {raw!r} is not valid YAML ({reason}); "
+                          "quote text and close lists, e.g. market.k=0.5 or feeders.0.prosumers.placement=[a, b]"
+                          ) from None
     last = keys[-1]
     if isinstance(node, list):
         node[_index(node, last, keys, source)] = value
-    else:
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise ConfigError(f"{source} {assignment!r}: {'.'.join(keys[:-1])} is {node!r}, not a mapping, so it has "
+                          f"no field {last!r}; set {'.'.join(keys[:-1])}=VALUE or a field of a mapping")
 
 
 def _child(node: Any, key: str, where: list[str], source: str, create: bool):
     if isinstance(node, list):
         return node[_index(node, key, where, source)]
     if not isinstance(node, dict):
-        raise ConfigError(f"{source} {'.'.join(where)}: {where[-2] if len(where) > 1 else 'root'} is not a mapping")
+        parent = ".".join(where[:-1]) or "the scenario"
+        raise ConfigError(f"{source} {'.'.join(where)}: {parent} is {node!r}, not a mapping, so it has no field "
+                          f"{key!r}; check the path against docs/scenario.md")
     if key not in node and create:
         node[key] = {}
     return node[key]
@@ -278,12 +349,18 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     """Read, override, validate and resolve a scenario file. Raises ConfigError listing every problem."""
     path = Path(path).resolve()
     data = read_mapping(path)
+    problems = []
     for assignment in overrides:
-        apply_override(data, assignment)
+        try:
+            apply_override(data, assignment)
+        except ConfigError as exc:
+            problems += exc.problems
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc) + _raw_path_problems(data, path.parent), str(path)) from None
+        problems += format_validation_error(exc) + _raw_path_problems(data, path.parent)
+    if problems:
+        raise ConfigError(problems, str(path))
     return resolve_paths(scenario, path.parent, str(path))
 
 
@@ -316,6 +393,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = "unknown field (check its spelling against docs/scenario.md)"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         problems.append(f"{where}: {msg} (got {shown})")
     return problems
 

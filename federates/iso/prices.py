@@ -92,7 +92,7 @@ def _load_series_csv(path: Path, *, required: tuple[str, ...], optional: tuple[s
     header: list[str] | None = None
     stamps: list[pd.Timestamp] = []
     rows: list[list[float]] = []
-    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#") or [c.strip() for c in line.split(",")] == header:
             continue
@@ -111,6 +111,17 @@ def _load_series_csv(path: Path, *, required: tuple[str, ...], optional: tuple[s
     df = pd.DataFrame(rows, columns=header[1:], index=pd.DatetimeIndex(stamps, name=TIME_COLUMN))
     df.attrs["interval_s"] = _interval_s(path, df.index)
     return df
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); check the file and its permissions") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: byte {exc.object[exc.start]:#04x} is not UTF-8 text; the file is "
+                          "not a CSV (or not saved as UTF-8): give a text CSV file") from None
 
 
 def _check_header(path: Path, lineno: int, line: str, required: tuple[str, ...],
@@ -141,9 +152,14 @@ def _parse_row(path: Path, lineno: int, line: str, header: list[str]) -> tuple[p
                           f"give one value per column {header}")
     try:
         stamp = pd.Timestamp(cells[0])
+        if stamp is pd.NaT:
+            raise ValueError("no time given")
     except ValueError as exc:
         raise ConfigError(f"{where}: {cells[0]!r} is not a time ({exc}); "
                           "write it as YYYY-MM-DD HH:MM") from exc
+    if stamp.tzinfo is not None:
+        raise ConfigError(f"{where}: time {cells[0]!r} must be a local time without a UTC offset, "
+                          "written as YYYY-MM-DD HH:MM (the scenario's start is local time too)")
     values = []
     for name, cell in zip(header[1:], cells[1:], strict=True):
         try:

@@ -67,3 +67,12 @@ def test_a_spot_load_standing_for_several_houses_gets_their_devices():
     assert four[1].load.daily_kwh == pytest.approx(4 * one[1].load.daily_kwh, abs=0.25)
     assert four[1].pv.kwp == pytest.approx(4 * one[1].pv.kwp, abs=0.25)
     assert four[1].battery.capacity_kwh == pytest.approx(4 * one[1].battery.capacity_kwh, abs=0.25)
+
+
+def test_override_problems_are_reported_with_the_schema_problems():
+    with pytest.raises(ConfigError) as err:
+        load_scenario(DEFAULT, ["market.k=[1", "name.x=1", "seed=-1", "feeders.0.prosumers.battery_kwh=[13.5, 0]"])
+    text = str(err.value)
+    assert len(err.value.problems) == 4
+    assert "'[1' is not valid YAML" in text and "name is 'default', not a mapping" in text
+    assert "seed" in text and "battery_kwh" in text and "[0, 13.5]" in text
