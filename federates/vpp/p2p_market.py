@@ -20,9 +20,12 @@ Mechanisms (``MECHANISMS``):
     energy"; a missing neighbour is ignored).  The price is ``k*b + (1-k)*a``.  With ``k = 0.5`` and one
     crossing this is the midpoint of the last accepted bid and ask.
 ``pay_as_bid``
-    Continuous double auction: orders arrive in ``arrival`` order (equal arrivals in a shuffle seeded by
-    ``seed``); an incoming order matches resting orders best price first (then earliest resting first) at the
-    RESTING order's price; any remainder rests.
+    Continuous double auction: orders arrive in priority order (see :func:`arrival_sequence`: submission
+    time, which the gate writes into ``arrival``, then a draw seeded by ``seed`` and the ``order_id``, so
+    neither the order in which the platform read its members' messages nor the order of the list matters);
+    an incoming order matches resting orders best price first (then earliest resting first) at the RESTING
+    order's price; any remainder rests.  Not efficient in general: an early order may trade with a poor
+    counterpart; :func:`welfare_ratio` measures the loss against the LP (``benchmarks/p2p_clearing.py``).
 ``bilateral``
     Bilateral contract network with product differentiation, cleared centrally as a Pyomo LP on HiGHS
     (see :func:`build_bilateral_model`).  Pair prices come from the duals of the balance constraints.
@@ -30,6 +33,13 @@ Mechanisms (``MECHANISMS``):
     The same market cleared decentrally by consensus ADMM (:mod:`federates.vpp.admm`).
 ``sdr``
     Supply-demand-ratio pricing of Liu et al. (IEEE Trans. Power Syst. 32(5), 2017), see :func:`sdr_prices`.
+    SCOPE: SDR is an internal pricing rule for a community whose members accept any price between buy-back
+    and retail, i.e. whose limits sit at the band's edges (sellers at the floor, buyers at the cap) and
+    whose only alternative is the utility.  Its single price is set by the ratio of the volumes, not by the
+    limits, so on a book where members price their energy inside the band (as the HEMS limit-price rule
+    does) it excludes every order the price violates, and with a ratio near 1 its price falls to the floor
+    and excludes every seller asking more: it can trade nothing where trade is efficient
+    (``tests/unit/test_p2p_market.py``).  Use ``auction`` (or ``bilateral``) for priced books.
 
 Every mechanism guarantees: energy bought = energy sold (the trades are the only record); buyer payments =
 seller receipts + fees; no buyer pays above its limit and no seller receives below its limit; every price
@@ -40,20 +50,20 @@ it pays itself; ``screen_orders`` allows one order per side); the bilateral mech
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyomo.environ as pyo
 
 from federates.common.errors import ConfigError, SettlementError
 from federates.common.solver import solve
-from federates.vpp.admm import solve_bilateral_admm
+from federates.vpp.admm import StoppingRule, solve_bilateral_admm
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +83,7 @@ class Order:
     side: str                 # "buy" or "sell"
     energy_kwh: float         # > 0
     limit_price_per_kwh: float
-    arrival: int = 0          # arrival sequence number (continuous double auction order)
+    arrival: int = 0          # time priority: rank of the submission time, written by screen_orders()
 
 
 @dataclass(frozen=True)
@@ -161,16 +171,21 @@ def screen_orders(
 ) -> tuple[list[Order], list[Rejection]]:
     """Gate checks; return (accepted orders, rejections), each in submission order.
 
-    Submissions are taken in order of ``submitted_s`` (ties keep their sequence order).  Rejected are:
-    late ones (``submitted_s > gate_s``), identity failures (``hosts[participant] != sender``), an unknown
-    side, non-positive energy, limit prices outside ``[floor, cap]``, and duplicates: an ``order_id`` already
-    accepted, or a second order of the same participant and side.  Of duplicates the first VALID one is kept.
+    Submissions are taken in order of ``submitted_s`` (ties keep their sequence order).  Each accepted order
+    leaves the gate with ``arrival`` = the rank of its submission time among the distinct submission times at
+    this gate (orders submitted at the same time share a rank), replacing whatever the sender or the platform
+    wrote there: time priority comes from the submission time only, never from the order in which the
+    platform read its inbox.  Rejected are: late ones (``submitted_s > gate_s``), identity failures
+    (``hosts[participant] != sender``), an unknown side, non-positive energy, limit prices outside
+    ``[floor, cap]``, and duplicates: an ``order_id`` already accepted, or a second order of the same
+    participant and side.  Of duplicates the first VALID one is kept.
     """
     _check_bounds(price_floor_per_kwh, price_cap_per_kwh, source="screen_orders")
     accepted: list[Order] = []
     rejected: list[Rejection] = []
     by_id: dict[str, Order] = {}
     by_side: dict[tuple[str, str], Order] = {}
+    rank = {t: n for n, t in enumerate(sorted({s.submitted_s for s in submissions}))}
     for sub in sorted(submissions, key=lambda s: s.submitted_s):
         order = sub.order
         reason = _gate_problem(sub, gate_s, hosts, price_floor_per_kwh, price_cap_per_kwh)
@@ -182,6 +197,7 @@ def screen_orders(
             reason = (f"duplicate: participant {order.participant!r} already has {order.side} order "
                       f"{first.order_id!r} at this gate")
         if reason is None:
+            order = replace(order, arrival=rank[sub.submitted_s])
             accepted.append(order)
             by_id[order.order_id] = order
             by_side[(order.participant, order.side)] = order
@@ -217,7 +233,7 @@ def _order_problems(orders: Sequence[Order], floor: float, cap: float) -> list[s
 
 
 def _parameter_problems(mechanism: str, floor: float, cap: float, k: float, trade_costs: TradeCosts,
-                        admm: tuple[float, float, int]) -> list[str]:
+                        admm: tuple[float, StoppingRule, int]) -> list[str]:
     problems = []
     if mechanism not in MECHANISMS:
         problems.append(f"mechanism {mechanism!r} is unknown; use one of {MECHANISMS}")
@@ -230,10 +246,10 @@ def _parameter_problems(mechanism: str, floor: float, cap: float, k: float, trad
         if not (math.isfinite(fee) and fee >= floor - cap):
             problems.append(f"trade cost {fee!r} per kWh for pair {pair!r} must be finite and >= floor - cap "
                             f"= {floor - cap:g} (a premium cannot exceed the price band)")
-    rho, tol, max_iter = admm
-    if not (rho > 0 and tol > 0 and max_iter >= 1):
-        problems.append(f"admm_rho = {rho!r}, admm_tol = {tol!r} and admm_max_iter = {max_iter!r} must be "
-                        "positive")
+    rho, stop, max_iter = admm
+    if not (rho > 0 and stop.abs_tol > 0 and stop.rel_tol >= 0 and max_iter >= 1):
+        problems.append(f"admm_rho = {rho!r}, admm_tol = {stop.abs_tol!r} and admm_max_iter = {max_iter!r} must "
+                        f"be positive and admm_rel_tol = {stop.rel_tol!r} not negative")
     return problems
 
 
@@ -242,20 +258,23 @@ def _parameter_problems(mechanism: str, floor: float, cap: float, k: float, trad
 
 def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float, price_cap_per_kwh: float,
           k: float = 0.5, trade_cost_per_kwh: TradeCosts | None = None, seed: int = 0,
-          admm_rho: float = 1.0, admm_tol: float = 1e-5, admm_max_iter: int = 20000) -> ClearingResult:
+          admm_rho: float = 1.0, admm_tol: float = 1e-6, admm_rel_tol: float = 1e-5,
+          admm_max_iter: int = 20000) -> ClearingResult:
     """Clear one slot's order book with ``mechanism`` (one of :data:`MECHANISMS`).
 
     ``k`` is used by ``auction``, ``seed`` by ``pay_as_bid``, ``trade_cost_per_kwh`` (keyed by
     ``(buyer participant, seller participant)``, missing pairs cost 0) by the bilateral mechanisms, the
     ``admm_*`` settings by ``bilateral_admm`` (``admm_rho`` in normalised units: price band / largest order;
-    ``admm_tol`` on the per-pair root-mean-square residual in the same units).  Other mechanisms ignore them.
+    ``admm_tol`` and ``admm_rel_tol`` are the absolute and relative tolerances of the primal/dual residual
+    stopping rule, :class:`federates.vpp.admm.StoppingRule`).  Other mechanisms ignore them.
     Raises :class:`ConfigError` listing every problem with the book or the settings.
     """
     _check_bounds(price_floor_per_kwh, price_cap_per_kwh, source="p2p clear")
     costs = dict(trade_cost_per_kwh or {})
     problems = _order_problems(orders, price_floor_per_kwh, price_cap_per_kwh)
+    stop = StoppingRule(abs_tol=admm_tol, rel_tol=admm_rel_tol)
     problems += _parameter_problems(mechanism, price_floor_per_kwh, price_cap_per_kwh, k, costs,
-                                    (admm_rho, admm_tol, admm_max_iter))
+                                    (admm_rho, stop, admm_max_iter))
     if problems:
         raise ConfigError(problems, source=f"p2p clear ({mechanism})")
     market = _Market(tuple(orders), price_floor_per_kwh, price_cap_per_kwh)
@@ -263,7 +282,7 @@ def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float
         "auction": lambda: _clear_auction(market, k),
         "pay_as_bid": lambda: _clear_pay_as_bid(market, seed),
         "bilateral": lambda: _clear_bilateral(market, costs),
-        "bilateral_admm": lambda: _clear_bilateral_admm(market, costs, admm_rho, admm_tol, admm_max_iter),
+        "bilateral_admm": lambda: _clear_bilateral_admm(market, costs, admm_rho, stop, admm_max_iter),
         "sdr": lambda: _clear_sdr(market),
     }
     start = time.perf_counter()
@@ -273,6 +292,19 @@ def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float
     verify_clearing(result, orders, price_floor_per_kwh=price_floor_per_kwh,
                     price_cap_per_kwh=price_cap_per_kwh)
     return result
+
+
+def welfare_ratio(result: ClearingResult, orders: Sequence[Order], *, price_floor_per_kwh: float,
+                  price_cap_per_kwh: float, trade_cost_per_kwh: TradeCosts | None = None) -> float:
+    """Welfare of ``result`` over the most the same book can give: the ``bilateral`` LP's welfare with the same
+    trade costs (1.0 = efficient; 1.0 also when the LP finds no gain from trade).
+
+    Welfare is ``sum (bid - ask - fee) * energy`` over the trades.  The LP never pairs a participant with
+    itself, so a mechanism that does (a wash between a participant's own crossing orders) can exceed 1.
+    """
+    best = clear(orders, "bilateral", price_floor_per_kwh=price_floor_per_kwh, price_cap_per_kwh=price_cap_per_kwh,
+                 trade_cost_per_kwh=trade_cost_per_kwh).diagnostics["welfare"]
+    return result.diagnostics["welfare"] / best if best > 0.0 else 1.0
 
 
 def _trade_problems(trade: Trade, by_id: Mapping[str, Order], floor: float, cap: float,
@@ -421,12 +453,19 @@ def _clear_auction(market: _Market, k: float) -> _Cleared:
 # ----------------------------------------------------------------------------------------- pay as bid
 
 
+def tie_break_key(seed: int, order_id: str) -> int:
+    """A pseudo-random 64-bit number drawn from ``seed`` and the order's id alone (BLAKE2b, so the same on
+    every run and platform): orders with equal ``arrival`` are taken in increasing key, a seeded random
+    order that does not depend on where an order sits in the book."""
+    digest = hashlib.blake2b(f"{seed}:{order_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def arrival_sequence(orders: Sequence[Order], seed: int) -> list[Order]:
-    """Orders by ``arrival``; equal arrivals in an order shuffled by ``random.Random(seed)``."""
-    tiebreak = list(range(len(orders)))
-    random.Random(seed).shuffle(tiebreak)
-    ranked = sorted(range(len(orders)), key=lambda n: (orders[n].arrival, tiebreak[n]))
-    return [orders[n] for n in ranked]
+    """The priority of a continuous double auction: by ``arrival`` (the rank of the submission time, see
+    :func:`screen_orders`), ties by :func:`tie_break_key`, then by ``order_id``.  A permutation of the same
+    orders gives the same sequence."""
+    return sorted(orders, key=lambda o: (o.arrival, tie_break_key(seed, o.order_id), o.order_id))
 
 
 def _clear_pay_as_bid(market: _Market, seed: int) -> _Cleared:
@@ -598,10 +637,13 @@ def build_bilateral_model(book: BilateralBook) -> pyo.ConcreteModel:
     m.B = pyo.Set(initialize=range(len(book.buys)))
     m.S = pyo.Set(initialize=range(len(book.sells)))
     m.P = pyo.Set(initialize=range(len(book.pairs)))
-    m.pairs_of_buy = pyo.Set(m.B, initialize=lambda _m, b: [p for p, pair in enumerate(book.pairs)
-                                                             if pair[0] == b])
-    m.pairs_of_sell = pyo.Set(m.S, initialize=lambda _m, s: [p for p, pair in enumerate(book.pairs)
-                                                              if pair[1] == s])
+    of_buy: dict[int, list[int]] = {b: [] for b in range(len(book.buys))}
+    of_sell: dict[int, list[int]] = {s: [] for s in range(len(book.sells))}
+    for p, (b, s) in enumerate(book.pairs):
+        of_buy[b].append(p)
+        of_sell[s].append(p)
+    m.pairs_of_buy = pyo.Set(m.B, initialize=of_buy)
+    m.pairs_of_sell = pyo.Set(m.S, initialize=of_sell)
     m.value = pyo.Param(m.B, initialize=lambda _m, b: book.buys[b].limit_price_per_kwh)
     m.cost = pyo.Param(m.S, initialize=lambda _m, s: book.sells[s].limit_price_per_kwh)
     m.pair_cost = pyo.Param(m.P, initialize=lambda _m, p: book.pair_cost_per_kwh[p])
@@ -664,7 +706,7 @@ def _clear_bilateral(market: _Market, costs: TradeCosts) -> _Cleared:
     return trades, None, {"lp_welfare": solution.welfare, "prices_clipped": float(clipped)}
 
 
-def _clear_bilateral_admm(market: _Market, costs: TradeCosts, rho: float, tol: float,
+def _clear_bilateral_admm(market: _Market, costs: TradeCosts, rho: float, stop: StoppingRule,
                           max_iter: int) -> _Cleared:
     """Normalise (prices: ``(p - floor) / (cap - floor)``, energies: / largest order), run ADMM, map back."""
     book = build_bilateral_book(market.orders, costs, market.floor, market.cap)
@@ -683,11 +725,11 @@ def _clear_bilateral_admm(market: _Market, costs: TradeCosts, rho: float, tol: f
         pair_cost=pair_cost, mask=mask,
         buy_e=np.array([o.energy_kwh for o in book.buys]) / e_scale,
         sell_e=np.array([o.energy_kwh for o in book.sells]) / e_scale,
-        rho=rho, tol=tol, max_iter=max_iter)
+        rho=rho, stop=stop, max_iter=max_iter)
     if not outcome.converged:
-        logger.warning("bilateral ADMM stopped after %d iterations (primal %.2e, dual %.2e > tol %.1e); "
+        logger.warning("bilateral ADMM stopped after %d iterations (primal %.2e, dual %.2e above the %s); "
                        "trades are feasible but welfare may be below optimum", outcome.iterations,
-                       outcome.primal_residual, outcome.dual_residual, tol)
+                       outcome.primal_residual, outcome.dual_residual, stop)
     seller_price = market.floor + outcome.seller_price[rows, cols] * p_scale
     trades, clipped = _pair_trades(book, outcome.trades[rows, cols] * e_scale,
                                    seller_price + np.array(book.pair_cost_per_kwh))

@@ -122,6 +122,15 @@ def test_pay_as_bid_leaves_an_uncrossed_book(orders):
 
 
 @FAST
+@given(data=st.data(), orders=books(), seed=st.integers(0, 1000))
+def test_pay_as_bid_does_not_depend_on_the_order_of_the_book(data, orders, seed):
+    """Priority is arrival, then a seeded draw per order id: any permutation of the book trades the same."""
+    shuffled = data.draw(st.permutations(orders))
+    assert clear(shuffled, "pay_as_bid", seed=seed, **BOUNDS).trades == clear(orders, "pay_as_bid", seed=seed,
+                                                                              **BOUNDS).trades
+
+
+@FAST
 @given(orders=books())
 def test_sdr_price_follows_the_ratio_of_the_participants(orders):
     result = clear(orders, "sdr", **BOUNDS)

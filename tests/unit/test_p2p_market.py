@@ -21,6 +21,7 @@ from federates.vpp.p2p_market import (
     screen_orders,
     sdr_prices,
     verify_clearing,
+    welfare_ratio,
 )
 
 FLOOR, CAP = 0.05, 0.30
@@ -56,9 +57,10 @@ def screen(subs):
 
 
 def test_gate_accepts_valid_orders_in_submission_time_order():
-    later, earlier = buy("a", "p1", 2.0, 0.2), sell("b", "p2", 1.0, 0.1)
+    later, earlier = buy("a", "p1", 2.0, 0.2, arrival=0), sell("b", "p2", 1.0, 0.1, arrival=7)
     accepted, rejected = screen([sub(later, at_s=50.0), sub(earlier, at_s=10.0)])
-    assert accepted == [earlier, later]
+    # arrival is restamped with the rank of the submission time, whatever the sender wrote
+    assert accepted == [dataclasses.replace(earlier, arrival=0), dataclasses.replace(later, arrival=1)]
     assert rejected == []
 
 
@@ -103,7 +105,7 @@ def test_gate_keeps_first_valid_of_duplicates():
     p1_sell = sell("d", "p1", 1.0, 0.10)            # other side of p1 is fine
     accepted, rejected = screen([sub(too_dear, at_s=1), sub(first_valid, at_s=2), sub(same_id, at_s=3),
                                  sub(second_buy, at_s=4), sub(p1_sell, at_s=5)])
-    assert accepted == [first_valid, p1_sell]
+    assert accepted == [dataclasses.replace(first_valid, arrival=1), dataclasses.replace(p1_sell, arrival=4)]
     reasons = [r.reason for r in rejected]
     assert reasons[0].startswith("price: ")
     assert reasons[1].startswith("duplicate order_id 'a'")
@@ -208,6 +210,52 @@ def test_pay_as_bid_ties_in_arrival_are_a_seeded_shuffle():
     filled = {k for k, v in clear(book, "pay_as_bid", seed=3, **BOUNDS).matched_kwh.items() if v > 0}
     assert filled == first_three | {"s"}
 
+
+PAB_BOOK = [sell("s1", "S1", 3.0, 0.10), sell("s2", "S2", 2.0, 0.12), sell("s3", "S3", 4.0, 0.20),
+            buy("b1", "B1", 2.5, 0.25), buy("b2", "B2", 3.0, 0.15), buy("b3", "B3", 1.5, 0.11),
+            buy("b4", "B4", 2.0, 0.22)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_pay_as_bid_gives_the_same_trades_whatever_the_order_of_the_book(seed):
+    # all orders arrive together (arrival 0): the seeded tie-break decides, not their place in the list
+    permutations = [PAB_BOOK, PAB_BOOK[::-1], [PAB_BOOK[n] for n in np.random.default_rng(3).permutation(7)]]
+    outcomes = [deals(clear(book, "pay_as_bid", seed=seed, **BOUNDS)) for book in permutations]
+    assert outcomes[0] and outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+
+
+def test_pay_as_bid_priority_is_the_submission_time_not_the_reading_order():
+    # the VPP federate numbers orders in the order it reads its prosumer federates; the gate replaces that
+    # with the rank of the submission time, so reading the federates the other way round changes nothing
+    hosts = {f"P{n}": f"fed{n}" for n in range(4)}
+    orders = [sell("s_late", "P0", 2.0, 0.10), sell("s_early", "P1", 2.0, 0.10), buy("b1", "P2", 2.0, 0.20),
+              buy("b2", "P3", 1.0, 0.20)]
+    times = {"s_late": 20.0, "s_early": 10.0, "b1": 20.0, "b2": 30.0}
+
+    def read_in(sequence):
+        subs = [sub(dataclasses.replace(o, arrival=n), sender=hosts[o.participant], at_s=times[o.order_id])
+                for n, o in enumerate(sequence)]
+        accepted, _ = screen_orders(subs, gate_s=1800.0, hosts=hosts, **BOUNDS)
+        return deals(clear(accepted, "pay_as_bid", seed=5, **BOUNDS))
+
+    forward, backward = read_in(orders), read_in(orders[::-1])
+    assert forward == backward
+    # s_early (10 s) comes first; b1 and s_late (20 s) in the seeded order: either way b1 takes s_early, the
+    # earlier of the two equal asks, and b2 (30 s) gets s_late
+    assert sorted(forward) == [("b1", "s_early", 2.0, 0.10, 0.0), ("b2", "s_late", 1.0, 0.10, 0.0)]
+
+
+def test_pay_as_bid_welfare_against_the_lp_by_hand():
+    # s1 rests; the low bid b_low arrives next and takes all of it at 0.10; b_high comes too late.
+    # welfare (0.12 - 0.10) * 5 = 0.10 against the LP's (0.28 - 0.10) * 5 = 0.90: a ratio of 1/9
+    book = [sell("s1", "S1", 5.0, 0.10, arrival=0), buy("b_low", "BL", 5.0, 0.12, arrival=1),
+            buy("b_high", "BH", 5.0, 0.28, arrival=2)]
+    result = clear(book, "pay_as_bid", **BOUNDS)
+    assert deals(result) == [("b_low", "s1", 5.0, 0.10, 0.0)]
+    assert welfare_ratio(result, book, **BOUNDS) == pytest.approx(1 / 9)
+    assert welfare_ratio(clear(book, "auction", **BOUNDS), book, **BOUNDS) == pytest.approx(1.0)
+
+
 # ----------------------------------------------------------------------------------------- bilateral
 
 
@@ -263,7 +311,8 @@ def test_bilateral_never_trades_bid_below_ask_or_with_itself():
 
 
 def test_admm_reports_iterations_and_small_residuals():
-    result = clear(FEE_BOOK, "bilateral_admm", trade_cost_per_kwh=FEE_COSTS, admm_tol=1e-6, **BOUNDS)
+    result = clear(FEE_BOOK, "bilateral_admm", trade_cost_per_kwh=FEE_COSTS, admm_tol=1e-6, admm_rel_tol=0.0,
+                   **BOUNDS)
     d = result.diagnostics
     assert d["converged"] == 1.0
     assert 1 <= d["iterations"] < 20000
@@ -346,6 +395,24 @@ def test_sdr_excludes_participants_whose_limits_the_price_violates():
                                                 "s3": 0.0})
 
 
+def test_sdr_trades_nothing_on_a_priced_book_where_the_auction_trades_everything():
+    # limits inside the band, as the HEMS sets them. SDR 5/5 = 1 -> price = floor 0.05, s2 (0.12) is violated
+    # most and leaves; SDR 3/5 -> 0.015 / 0.2 = 0.075 < s1's 0.08, s1 leaves too: no seller, no trade.
+    # The auction pairs b1-s1 (3 kWh) and b2-s2 (2 kWh) at (0.20 + 0.12) / 2 = 0.16, welfare
+    # 3 * 0.17 + 2 * 0.08 = 0.67, the LP optimum.
+    book = [buy("b1", "B1", 3.0, 0.25), buy("b2", "B2", 2.0, 0.20), sell("s1", "S1", 3.0, 0.08),
+            sell("s2", "S2", 2.0, 0.12)]
+    sdr = clear(book, "sdr", **BOUNDS)
+    assert sdr.trades == []
+    assert sdr.diagnostics["excluded_orders"] == 2.0
+    auction = clear(book, "auction", **BOUNDS)
+    assert auction.clearing_price_per_kwh == pytest.approx(0.16)
+    assert auction.diagnostics["volume_kwh"] == pytest.approx(5.0)
+    assert auction.diagnostics["welfare"] == pytest.approx(0.67)
+    assert welfare_ratio(auction, book, **BOUNDS) == pytest.approx(1.0)
+    assert welfare_ratio(sdr, book, **BOUNDS) == 0.0
+
+
 # -------------------------------------------------------------------------------------- consistency
 
 
@@ -375,3 +442,17 @@ def test_verify_clearing_catches_a_buyer_paying_above_its_limit_and_unbalanced_e
         verify_clearing(dataclasses.replace(good, trades=[Trade("B2", "S2", 1.0, 0.22, 0.0, "b2", "s2")],
                                             matched_kwh=dict(good.matched_kwh, b1=0, s1=0, b2=1, s2=1)),
                         CROSSING_BOOK, **BOUNDS)
+
+
+def test_verify_clearing_checks_each_side_against_its_own_limit_not_the_band():
+    # b2's limit 0.22 is below the cap 0.30 and s2's limit 0.25 above the floor 0.05: a price between the
+    # limit and the band's edge is inside the band but must still be flagged
+    good = clear(CROSSING_BOOK, "auction", **BOUNDS)
+    b2_s1 = Trade("B2", "S1", 1.0, 0.26, 0.0, "b2", "s1")       # 0.22 < 0.26 < 0.30
+    matched = dict(good.matched_kwh, b1=0.0, s1=1.0, b2=1.0, s2=0.0)
+    with pytest.raises(SettlementError, match="buyer pays above its limit 0.22"):
+        verify_clearing(dataclasses.replace(good, trades=[b2_s1], matched_kwh=matched), CROSSING_BOOK, **BOUNDS)
+    b1_s2 = Trade("B1", "S2", 1.0, 0.20, 0.0, "b1", "s2")       # 0.05 < 0.20 < 0.25
+    matched = dict(good.matched_kwh, b1=1.0, s1=0.0, b2=0.0, s2=1.0)
+    with pytest.raises(SettlementError, match="seller receives 0.2 below its limit 0.25"):
+        verify_clearing(dataclasses.replace(good, trades=[b1_s2], matched_kwh=matched), CROSSING_BOOK, **BOUNDS)
