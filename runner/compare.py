@@ -6,9 +6,11 @@ markets), ``layer12`` (+ VPP ancillary participation), ``full`` (+ the inter-VPP
 
 Comparison KPIs added to each mode's kpis.json:
 - ``savings_vs_topdown_pct`` / ``savings_vs_netmetering_pct``: (cost of the reference - cost) / |cost of the
-  reference| x 100 for the whole community;
-- ``prosumers_losing_money_pct``: share of prosumers who pay more than a cent (``LOSS_THRESHOLD``) over the run
-  compared with top-down (should be 0);
+  reference| x 100 for the whole community, on ``total_cost`` (stored energy included, so modes that drain the
+  batteries differently compare on the same footing);
+- ``prosumers_losing_money_pct``: share of prosumers whose ``total_cost`` (cash paid net of cash received,
+  minus the value of the energy their battery gained: ``runner.results``) is more than a cent
+  (``LOSS_THRESHOLD``) above their top-down ``total_cost`` over the run (should be 0);
 - ``savings_gini``: Gini coefficient of the prosumers' savings against top-down (0 = evenly spread; computed on
   savings shifted to be non-negative);
 - ``penalties_avoided`` (mode full): penalties of ``layer12`` (Layer III off, same seed) minus penalties of
@@ -27,10 +29,12 @@ from federates.common.config import MODES, Scenario
 
 LOSS_THRESHOLD = 0.01  # $ over the run: smaller differences are solver and rounding noise
 
-COLUMNS = ("total_cost", "savings_vs_topdown_pct", "savings_vs_netmetering_pct", "prosumers_losing_money_pct",
-           "savings_gini", "p2p_energy_kwh", "ancillary_revenue", "penalties", "penalties_avoided",
-           "l3_energy_kwh", "self_sufficiency_pct", "self_consumption_pct", "unmet_flexible_kwh",
-           "voltage_violation_minutes", "losses_kwh", "peak_import_kw", "wall_s")
+COLUMNS = ("total_cost", "cash_cost", "stored_energy_change_kwh", "stored_energy_value", "savings_vs_topdown_pct",
+           "savings_vs_netmetering_pct", "prosumers_losing_money_pct", "savings_gini", "p2p_energy_kwh",
+           "ancillary_revenue", "penalties", "penalties_avoided", "l3_energy_kwh", "self_sufficiency_pct",
+           "self_consumption_pct", "self_sufficiency_prosumer_pct", "self_consumption_prosumer_pct",
+           "p2p_share_of_demand_pct", "unmet_flexible_kwh", "voltage_violation_minutes", "losses_kwh",
+           "peak_import_kw", "wall_s")
 
 
 def gini(values: np.ndarray) -> float:
@@ -47,7 +51,8 @@ def savings_pct(reference: float, cost: float) -> float:
 
 
 def comparison_kpis(figures: dict[str, dict], costs: dict[str, pd.Series]) -> dict[str, dict]:
-    """Add the comparison KPIs to each mode's figures (``costs``: per-prosumer total_cost per mode)."""
+    """Add the comparison KPIs to each mode's figures (``costs``: per-prosumer ``total_cost`` per mode, stored
+    energy included, as in ``results/prosumer_kpis.csv``)."""
     top, net = figures["topdown"]["total_cost"], figures["netmetering"]["total_cost"]
     base = costs["topdown"]
     pen_avoided = figures["layer12"]["penalties"] - figures["full"]["penalties"]

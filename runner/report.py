@@ -47,18 +47,30 @@ V_LOW_PU, V_HIGH_PU = 0.95, 1.05
 READ = ("trades", "ancillary", "prosumer_steps", "feeder_steps", "voltages")
 
 KPI_DEFINITIONS: dict[str, str] = {
-    "total_cost": "sum over prosumers of what each paid net of everything it received ($; negative = net "
+    "total_cost": "sum over prosumers of cash_cost - stored_energy_value: what each paid net of everything it "
+                  "received, plus the value of the energy its battery lost over the run ($; negative = net "
                   "income)",
+    "cash_cost": "sum over prosumers of what each paid net of everything it received, from the ledger ($)",
+    "stored_energy_change_kwh": "energy in all batteries at the end minus at the start of the run (kWh)",
+    "stored_energy_value": "value of that change, not a cash flow: a deficit costs its refill through the meter "
+                           "(kWh / eta_charge x the run's mean retail price), a surplus earns its sale (kWh x "
+                           "eta_discharge x the run's mean export credit) ($)",
     "p2p_energy_kwh": "energy traded between prosumers in the Layer I feeder markets (kWh)",
     "l3_energy_kwh": "energy traded between VPPs in the Layer III inter-VPP market (kWh)",
     "ancillary_revenue": "ancillary-service payments received from the ISO, all products ($)",
     "penalties": "penalties paid to the ISO for ancillary under-delivery ($)",
-    "self_sufficiency_pct": "self-consumed energy / demand x 100 = (1 - (utility imports - P2P purchases) / "
-                            "demand) x 100; energy bought from peers on the same feeder counts as "
-                            "self-consumed; clipped at 0 (%)",
-    "self_consumption_pct": "self-consumed energy / production x 100 = (1 - (utility exports - P2P sales) / "
-                            "PV production) x 100; energy sold to peers on the same feeder counts as "
-                            "self-consumed; clipped at 0 (%)",
+    "self_sufficiency_pct": "locally produced energy consumed / demand x 100, physical, inside each feeder's "
+                            "community (a neighbour's PV and stored PV count, energy charged from outside does "
+                            "not), all feeders energy-weighted; per feeder: self_sufficiency_pct_<feeder> (%)",
+    "self_consumption_pct": "locally produced energy consumed / PV production (after curtailment) x 100, inside "
+                            "each feeder's community, all feeders energy-weighted; per feeder: "
+                            "self_consumption_pct_<feeder> (%)",
+    "self_sufficiency_prosumer_pct": "the same behind each meter (own PV and own battery only), summed over "
+                                     "prosumers before dividing by their demand (%)",
+    "self_consumption_prosumer_pct": "the same behind each meter, summed over prosumers before dividing by "
+                                     "their production (%)",
+    "p2p_share_of_demand_pct": "energy bought in the Layer I feeder markets / demand x 100 (traded, not "
+                               "physical) (%)",
     "penalties_avoided": "penalties the ISO would have charged for the same metered delivery without the "
                          "VPPs' Layer III credits, minus those charged ($)",
     "unmet_flexible_kwh": "flexible-load energy not served by its deadline (kWh)",
@@ -85,7 +97,8 @@ COMPARISON_DEFINITIONS: dict[str, str] = {
     "savings_vs_topdown_pct": "(community cost under topdown - cost) / |cost under topdown| x 100 (%)",
     "savings_vs_netmetering_pct": "(community cost under netmetering - cost) / |cost under netmetering| "
                                   "x 100 (%)",
-    "prosumers_losing_money_pct": "share of prosumers whose cost is higher than under topdown (%)",
+    "prosumers_losing_money_pct": "share of prosumers whose total_cost (stored energy included) is more than "
+                                  "a cent higher than under topdown (%)",
     "savings_gini": "Gini coefficient of the prosumers' savings against topdown (0 = evenly spread)",
     "penalties_avoided": "(mode full) penalties under layer12 (Layer III off, same seed) - penalties under "
                          "full: Layer III's contribution ($)",
@@ -545,10 +558,14 @@ def frame_html(df: pd.DataFrame | None, empty: str, **kwargs) -> str:
 
 def definitions_html(kpis: dict, with_comparison: bool) -> str:
     """The two shares spelled out; every other kpis.json key in one line (beside its value when present)."""
-    parts = ["<p><b>self-sufficiency</b> = self-consumed energy / demand; <b>self-consumption</b> = "
-             "self-consumed energy / production, where self-consumed energy includes energy bought from "
-             "peers on the same feeder: only what comes from or goes to the utility counts as not "
-             "self-consumed.</p>"]
+    parts = ["<p><b>self-sufficiency</b> = locally produced energy consumed / demand; <b>self-consumption</b> "
+             "= locally produced energy consumed / production, from the metered 5-minute flows whatever was "
+             "traded. Each step, demand is met by local PV first, then batteries, then from outside; a "
+             "battery's energy keeps the origin it was charged with (its energy at the start has the mix of "
+             "what it charged during the run). Local means inside the feeder's community for the community "
+             "figures and behind the meter for the prosumer figures. <b>total_cost</b> = cash paid net of cash "
+             "received - the value of the energy the batteries gained (a drained battery costs its refill at "
+             "the run's mean retail price).</p>"]
     if kpis:
         parts.append("<p>Each key of kpis.json is defined in the <i>meaning</i> column above.</p>")
     else:
@@ -583,8 +600,9 @@ def render_html(d: RunData, figures: list[tuple[str, str, bytes]], compare: bool
         parts.append(f"<h2>{html.escape(caption)}</h2><figure><img src='data:image/png;base64,{data}' "
                      f"alt='{html.escape(caption)}'><figcaption>figures/{name}.png</figcaption></figure>")
     parts += ["<h2>Per-prosumer KPIs</h2>",
-              "<p>Amounts are $ received (negative = paid) by ledger item; total_cost is what the prosumer "
-              "paid net of everything it received; energies in kWh.</p>",
+              "<p>Amounts are $ received (negative = paid) by ledger item; cash_cost is what the prosumer "
+              "paid net of everything it received, total_cost = cash_cost - stored_energy_value; energies in "
+              "kWh.</p>",
               frame_html(d.per_prosumer, "no prosumer KPIs in this run", index=False), "</body></html>"]
     return "\n".join(parts)
 

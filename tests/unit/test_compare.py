@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner.compare import comparison_kpis, gini, savings_pct
+from runner.compare import COLUMNS, comparison_kpis, gini, savings_pct
 
 
 def test_gini_known_values():
@@ -26,3 +26,23 @@ def test_savings_and_losers_against_topdown():
     assert out["full"]["penalties_avoided"] == pytest.approx(1.5)
     assert out["topdown"]["savings_vs_topdown_pct"] == 0.0
     assert savings_pct(-10.0, -12.0) == pytest.approx(20.0)  # a negative cost (net income) that grows saves
+
+
+def test_losers_are_judged_on_total_cost_with_stored_energy():
+    # b's cash bill is lower in layer1, but it drained its battery: its total_cost (cash - stored value) is higher
+    modes = ("topdown", "netmetering", "layer1", "layer12", "full")
+    cash = {"a": 10.0, "b": 19.5}
+    stored_value = {"topdown": {"a": 0.0, "b": 0.0}, "layer1": {"a": 0.0, "b": -1.0}}
+    costs = {m: pd.Series({p: cash[p] - stored_value.get(m, stored_value["topdown"])[p] for p in cash})
+             for m in modes}
+    costs["topdown"]["b"] = 20.0
+    figures = {m: {"total_cost": float(costs[m].sum()), "penalties": 0.0} for m in modes}
+    out = comparison_kpis(figures, costs)
+    assert out["layer1"]["prosumers_losing_money_pct"] == pytest.approx(50.0)  # b: 20.5 > 20
+    assert out["full"]["prosumers_losing_money_pct"] == pytest.approx(0.0)  # b: 19.5 < 20
+
+
+def test_comparison_table_shows_the_new_kpis():
+    for key in ("cash_cost", "stored_energy_change_kwh", "stored_energy_value", "self_sufficiency_prosumer_pct",
+                "self_consumption_prosumer_pct", "self_sufficiency_pct", "self_consumption_pct"):
+        assert key in COLUMNS
