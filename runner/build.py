@@ -7,11 +7,15 @@ VPPs (P2P platform and voltage guard); ``layer12`` adds the ISO; ``full`` adds t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import random
 import socket
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from federates.common.config import ANCILLARY_MODES, P2P_MODES, FeederConfig, Scenario
@@ -31,6 +35,8 @@ from federates.feeder.model import FeederModel
 from federates.prosumer.devices import ProsumerConfig
 from runner.population import make_prosumers
 
+log = logging.getLogger(__name__)
+
 KIND_MODULE = {"feeder": "federates.feeder", "prosumer": "federates.prosumer", "vpp": "federates.vpp",
                "iso": "federates.iso", "vpp_market": "federates.vpp_market"}
 
@@ -42,13 +48,19 @@ class PlacedFeeder:
     skipped: dict[str, str]
     distance: dict[str, float]
     houses: dict[str, int]
+    notes: dict[str, str] = field(default_factory=dict)  # load -> what placement adjusted (Placement.notes)
+    shortfall: str = ""  # why fewer prosumers were placed than asked for
 
     def placement_rows(self) -> list[dict]:
-        """The ``placement`` table: every prosumer with its load and houses, and every load not placed."""
+        """The ``placement`` table: every prosumer with its load, houses and any placement note, every load not
+        placed with the reason, and a row without a load saying so when fewer were placed than asked for."""
         rows = [dict(feeder=self.feeder.name, load=p.load_name, prosumer=p.name,
-                     houses=self.houses.get(p.load_name, 1), reason="") for p in self.prosumers]
+                     houses=self.houses.get(p.load_name, 1), reason=self.notes.get(p.load_name, ""))
+                for p in self.prosumers]
         rows += [dict(feeder=self.feeder.name, load=load, prosumer="", houses=0, reason=why)
                  for load, why in self.skipped.items()]
+        if self.shortfall:
+            rows.append(dict(feeder=self.feeder.name, load="", prosumer="", houses=0, reason=self.shortfall))
         return rows
 
 
@@ -63,11 +75,14 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
         if not placement.loads:
             raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
                               f"(skipped: {dict(list(placement.skipped.items())[:5])}); name loads explicitly")
+        if placement.shortfall:
+            log.warning("warning: feeders.%s: %s", feeder.name, placement.shortfall)
         base = model.solve()
         model.close()
         prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
         distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
-        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses))
+        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
+                                   placement.notes, placement.shortfall))
     return placed
 
 
@@ -80,17 +95,89 @@ def write_placement(run_dir: Path, placed: list[PlacedFeeder]) -> None:
     recorder.flush()
 
 
-def free_port(block: int = 64) -> int:
-    """A broker port whose next ``block`` ports are free too (HELICS' zmq broker hands its federates' cores
-    the ports above its own). Searched below Linux's ephemeral range (32768-60999), where outgoing
-    connections would otherwise grab the cores' ports."""
-    rng = random.Random()  # not the scenario's seed: concurrent runs must not pick the same block
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - block, 2)
-        if all(_bindable(port) for port in range(base, base + block)):
-            return base
-    raise HarmonyError("no free block of local ports for the HELICS broker in 20000-32000; "
-                       "close other federations or pass --port")
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999), where outgoing connections take ports
+PORT_BLOCK = 64
+PORT_LOCKS = Path(tempfile.gettempdir()) / "harmony-ports"
+_KEPT: list[PortBlock] = []
+
+
+class PortBlock:
+    """Ports ``base .. base + size - 1`` reserved for one federation: the broker listens on ``base`` (and
+    ``base + 1``) and hands its federates' zmq cores the ports above.
+
+    The reservation is an exclusive ``flock`` on one file per 64-port block under ``/tmp/harmony-ports``, held
+    until :meth:`release` or until this process ends (the kernel drops the lock even after SIGKILL), so runs
+    started at the same instant never share a block. A port that another program takes between the check and
+    the bind is a lost race that ``harmony run`` retries on another block.
+    """
+
+    def __init__(self, base: int, size: int, files: list):
+        self.base, self.size, self._files = base, size, files
+
+    def release(self) -> None:
+        for fh in self._files:
+            fh.close()
+        self._files = []
+
+    def __enter__(self) -> PortBlock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def reserve_ports(n_federates: int = 0) -> PortBlock:
+    """Reserve a free block of local ports for a federation of ``n_federates`` federates (see :class:`PortBlock`)."""
+    size = PORT_BLOCK * -(-(2 * n_federates + 16) // PORT_BLOCK)
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        PORT_LOCKS.chmod(0o1777)  # shared by every user's runs, like /tmp
+    bases = list(range(PORT_RANGE[0], PORT_RANGE[1] - size + 1, PORT_BLOCK))
+    random.Random().shuffle(bases)  # not the scenario's seed: concurrent runs should try different blocks first
+    for base in bases:
+        files = _lock_blocks(base, size)
+        if files is None:
+            continue
+        if all(_bindable(port) for port in range(base, base + size)):
+            return PortBlock(base, size, files)
+        for fh in files:
+            fh.close()
+    raise HarmonyError(f"no free block of {size} local ports for the HELICS broker in {PORT_RANGE[0]}-"
+                       f"{PORT_RANGE[1]}; end other federations or pass --port")
+
+
+def free_port(block: int = PORT_BLOCK) -> int:
+    """The base of a reserved port block (for ``harmony build --port`` and tests); the reservation is kept until
+    this process ends."""
+    reserved = reserve_ports(max((block - 16) // 2, 0))
+    _KEPT.append(reserved)
+    return reserved.base
+
+
+def _lock_blocks(base: int, size: int) -> list | None:
+    """Locks on every 64-port block of ``base .. base + size - 1``, or None if another run holds one."""
+    files = []
+    for start in range(base, base + size, PORT_BLOCK):
+        fh = _lock_file(PORT_LOCKS / f"{start}.lock")
+        if fh is None:
+            for held in files:
+                held.close()
+            return None
+        files.append(fh)
+    return files
+
+
+def _lock_file(path: Path):
+    try:
+        fh = path.open("a")
+    except OSError:  # a lock file of another user that we may not open
+        return None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by another run
+        fh.close()
+        return None
+    return fh
 
 
 def _bindable(port: int) -> bool:

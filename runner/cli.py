@@ -13,6 +13,7 @@ import click
 
 from federates.common.config import MODES, Scenario, load_scenario
 from federates.common.errors import ConfigError, HarmonyError
+from runner.preflight import check_out_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = REPO_ROOT / "configs" / "scenarios" / "default.yaml"
@@ -31,6 +32,10 @@ def friendly(fn):
         except HarmonyError as exc:
             click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # a file or folder the command needed: name it rather than print a traceback
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -46,8 +51,12 @@ def scenario_options(fn):
 
 
 def resolve_scenario(scenario: str | None, hours, seed, feeder, overrides, mode=None) -> Scenario:
+    """Load SCENARIO with the command-line overrides and run every pre-launch check (``runner.preflight``);
+    raise one ConfigError listing every problem."""
+    from runner.preflight import preflight
+
     path = Path(scenario) if scenario else DEFAULT_SCENARIO
-    sets = list(overrides)
+    sets, problems = list(overrides), []
     if hours is not None:
         sets.append(f"hours={hours}")
     if seed is not None:
@@ -56,10 +65,18 @@ def resolve_scenario(scenario: str | None, hours, seed, feeder, overrides, mode=
         sets.append(f"mode={mode}")
     if feeder is not None:
         full = Path(feeder).resolve()
-        if not full.is_file():
-            raise ConfigError(f"--feeder {feeder}: file not found (looked at {full}); give an OpenDSS master file")
-        sets.append(f"feeders.0.master={full}")
-    return load_scenario(path, sets)
+        if full.is_file():
+            sets.append(f"feeders.0.master={full}")
+        else:
+            problems.append(f"--feeder {feeder}: file not found (looked at {full}); give an OpenDSS master file")
+    try:
+        sc = load_scenario(path, sets)
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems, exc.source) from None
+    problems += preflight(sc)
+    if problems:
+        raise ConfigError(problems, str(path.resolve()))
+    return sc
 
 
 @click.group()
@@ -71,45 +88,76 @@ def main():
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(file_okay=False), help="run folder (default runs/<scenario name>)")
+@click.option("--force", is_flag=True, help="replace the previous run in the run folder (only the files a run writes)")
 @click.option("--mode", type=click.Choice(MODES), help="market arrangement (default: the scenario's, full)")
 @click.option("--quiet", is_flag=True, help="no progress line")
 @scenario_options
 @friendly
-def run(scenario, out, mode, quiet, hours, seed, feeder, overrides):
-    """Build, validate and run SCENARIO (default: configs/scenarios/default.yaml); collect results and KPIs."""
+def run(scenario, out, force, mode, quiet, hours, seed, feeder, overrides):
+    """Build, validate and run SCENARIO (default: configs/scenarios/default.yaml); collect results and KPIs.
+
+    Exit status 0 only when every federate finished the whole span; 1 when one did not (each is named, with how
+    far it got and why); 2 on bad input, including a run folder that is not empty and not a previous run.
+    """
+    if out is not None:
+        check_out_dir(out)
     sc = resolve_scenario(scenario, hours, seed, feeder, overrides, mode)
     run_dir = Path(out or f"runs/{sc.name}").resolve()
-    figures = execute(sc, run_dir, show_progress=not quiet)
+    figures = execute(sc, run_dir, show_progress=not quiet, force=force)
     print_summary(sc, run_dir, figures)
 
 
-def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True) -> dict:
-    """Run one scenario into ``run_dir``; raise HarmonyError naming the failed federate(s)."""
-    from runner.build import build, free_port, write_placement
-    from runner.launch import failure_report, run_federation
-    from runner.results import collect, finish_run
+MAX_LAUNCHES = 3  # a federation whose port was taken by another program is relaunched on other ports
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+
+def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True, force: bool = False) -> dict:
+    """Run one scenario into ``run_dir``; raise HarmonyError naming every federate that did not finish.
+
+    ``run_dir`` must be new, empty, or a previous run replaced with ``force`` (``runner.launch.claim_out_dir``).
+    Success is decided from what the federates recorded, never from ``helics run``'s exit status alone.
+    """
+    from runner.launch import claim_out_dir, incomplete_run, unfinished
+    from runner.results import finish_run
+
+    claim_out_dir(run_dir, "run", force=force)
     click.echo(f"building {sc.name} ({sc.mode}, {sc.hours:g} h, {len(sc.feeders)} feeder(s)) in {run_dir}",
                err=True)
-    fed_json, configs, placed = build(sc, run_dir, broker_port=free_port())
-    write_placement(run_dir, placed)
-    n_pros = sum(len(p.prosumers) for p in placed)
-    click.echo(f"launching {len(configs)} federates ({n_pros} prosumers) with helics run", err=True)
-    started = time.monotonic()
-    code = run_federation(fed_json, run_dir, sc.duration_s, show_progress=show_progress)
-    wall = time.monotonic() - started
-    if code == 0:
-        return finish_run(sc, run_dir, wall_s=wall)
-    causes = failure_report(run_dir) or [f"helics run exited with status {code}; see {run_dir}/*.log"]
+    for attempt in range(1, MAX_LAUNCHES + 1):
+        launch, wall = _launch(sc, run_dir, show_progress)
+        missing = unfinished(run_dir, launch)
+        if not (missing and launch.bind_failure) or attempt == MAX_LAUNCHES:
+            break
+        click.echo(f"a local port was taken while the federation started (attempt {attempt} of {MAX_LAUNCHES}); "
+                   "relaunching on other ports", err=True)
+        shutil.rmtree(run_dir / "parts", ignore_errors=True)
+    if missing:
+        raise incomplete_run(run_dir, missing, launch.code)
+    if launch.code != 0:
+        click.echo(f"warning: helics run exited with status {launch.code} although every federate finished; "
+                   f"see {run_dir}/helics_run.log", err=True)
+    return finish_run(sc, run_dir, wall_s=wall)
+
+
+def _launch(sc: Scenario, run_dir: Path, show_progress: bool):
+    """Build the federation on a reserved block of ports and run it once: (Launch, wall seconds)."""
+    from runner.build import build, reserve_ports, write_placement
+    from runner.launch import run_federation
+
+    ports = reserve_ports()
     try:
-        collect(run_dir)
-    except Exception as exc:  # noqa: BLE001 - the federation's failure is what the user must see
-        causes.append(f"(collecting the partial results also failed: {exc})")
-    raise HarmonyError("the federation failed; results so far are in "
-                       f"{run_dir}/results\n  " + "\n  ".join(causes))
+        fed_json, configs, placed = build(sc, run_dir, broker_port=ports.base)
+        if 2 * len(configs) + 16 > ports.size:  # a large federation: its cores need a larger block
+            ports.release()
+            ports = reserve_ports(len(configs))
+            fed_json, configs, placed = build(sc, run_dir, broker_port=ports.base)
+        write_placement(run_dir, placed)
+        n_pros = sum(len(p.prosumers) for p in placed)
+        click.echo(f"launching {len(configs)} federates ({n_pros} prosumers) with helics run", err=True)
+        started = time.monotonic()
+        launch = run_federation(fed_json, run_dir, sc.duration_s, show_progress=show_progress)
+        return launch, time.monotonic() - started
+    finally:
+        ports.release()
 
 
 def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
@@ -132,16 +180,18 @@ def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(file_okay=False), help="folder (default runs/<name>-compare)")
+@click.option("--force", is_flag=True, help="replace the previous compare in the folder (only the files it wrote)")
 @scenario_options
 @friendly
-def compare(scenario, out, hours, seed, feeder, overrides):
+def compare(scenario, out, force, hours, seed, feeder, overrides):
     """Run SCENARIO under all five modes on the same seed; print and write the comparison table."""
     from runner.compare import run_all
+    from runner.launch import claim_out_dir
 
     sc = resolve_scenario(scenario, hours, seed, feeder, overrides)
     out_dir = Path(out or f"runs/{sc.name}-compare").resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = run_all(sc, out_dir, execute)
+    claim_out_dir(out_dir, "compare", force=force)
+    table = run_all(sc, out_dir, functools.partial(execute, force=force))
     with_pct = table.copy()
     click.echo(with_pct.round(3).T.to_string())
     click.echo(f"written: {out_dir}/comparison.csv and {out_dir}/<mode>/")
@@ -168,11 +218,12 @@ def build_cmd(scenario, out, results, port, hours, seed, feeder, overrides):
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @scenario_options
 @friendly
 def validate(scenario, hours, seed, feeder, overrides):
-    """Check SCENARIO without simulating: fields, files, feeders, placement and the federation wiring."""
+    """Check SCENARIO (default: configs/scenarios/default.yaml) without simulating: fields, files (feeders, ISO
+    CSVs over the run), base-case power flows, placement, memory and the federation wiring."""
     import tempfile
 
     from runner.build import build
@@ -181,7 +232,7 @@ def validate(scenario, hours, seed, feeder, overrides):
     with tempfile.TemporaryDirectory() as tmp:
         _, configs, placed = build(sc, Path(tmp))
     n_subs = sum(len(c.runtime.subscriptions) for c in configs)
-    click.echo(f"{scenario}: valid; {len(configs)} federates, {n_subs} subscriptions all matched, "
+    click.echo(f"{scenario or DEFAULT_SCENARIO}: valid; {len(configs)} federates, {n_subs} subscriptions all matched, "
                f"{sum(len(p.prosumers) for p in placed)} prosumers placed")
 
 
@@ -190,10 +241,18 @@ def validate(scenario, hours, seed, feeder, overrides):
 @click.option("--scenario", type=click.Path(dir_okay=False), help="scenario the run used (for tariffs)")
 @friendly
 def collect(run_dir, scenario):
-    """Merge a run's recorded parts into results/ and write kpis.json (after a plain `helics run`)."""
+    """Merge a run's recorded parts into results/ and write kpis.json (after a plain `helics run`).
+
+    Exit status 1, naming each federate that did not finish, when the run is incomplete: the partial results
+    are merged but no kpis.json is written.
+    """
+    from runner.launch import incomplete_run, unfinished
     from runner.results import finish_run
 
     sc = load_scenario(Path(scenario) if scenario else DEFAULT_SCENARIO)
+    missing = unfinished(Path(run_dir).resolve())
+    if missing:
+        raise incomplete_run(Path(run_dir).resolve(), missing, None)
     figures = finish_run(sc, Path(run_dir))
     click.echo(json.dumps(figures, indent=2))
 
