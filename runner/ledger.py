@@ -2,8 +2,8 @@
 
 ``results/ledger`` (time, participant, counterparty, item, energy_kwh, amount): ``amount`` is $ received by
 ``participant`` (negative = paid). Trades and their fees are written by the federate that cleared them;
-ancillary payments and penalties by the ISO; this module adds the utility bills and the VPPs' revenue
-shares:
+ancillary payments and penalties by the ISO; this module adds the utility bills, the VPPs' revenue
+shares and their guarantee:
 
 - **Utility** (net billing per Layer I slot): ``utility_net_kwh = metered net export + P2P bought - P2P
   sold``; a surplus is credited at the buy-back rate (``utility_export``), a deficit charged at the slot's
@@ -14,6 +14,15 @@ shares:
   written by the VPP federate, see ``CommunityVpp.activation_cost``), less the documented platform fee
   (``fee_fraction``, item ``platform_fee``), is paid to members pro rata to the reserve capacity they held
   (kW x h, up + down). A negative remainder (penalties) is shared by the same rule.
+- **Guarantee** ("nobody worse off", item ``guarantee``): after the revenue shares each VPP settles every
+  member against the bill the same member would have paid under top-down (same devices, weather, loads and
+  controller, utility tariff only), computed from its top-down twin's metered power (``topdown_grid_kw`` of
+  ``results/prosumer_steps``, billed by the same net-billing rule); both costs net of the value of the change of
+  stored energy, as ``total_cost`` counts it (:mod:`runner.storage`). Members who paid more are topped up to their
+  reference, financed by the members who gained, pro rata to their gains
+  (:func:`federates.vpp.aggregation.guarantee_transfers`); what a community that lost as a whole cannot cover
+  is covered by the other communities' remaining gains (:func:`guarantee_entries`); a loss all the gains cannot
+  cover is logged and stays visible in ``prosumers_losing_money_pct``.
 
 Money enters or leaves only through ``EXTERNAL`` counterparties (the utility, the ISO, the network operator's
 fees, the platform's costs); every other payment is written twice, once for each side, so the internal
@@ -22,6 +31,7 @@ entries sum to zero (``money_balance_residual``).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -30,15 +40,19 @@ import pandas as pd
 from federates.common.errors import SettlementError
 from federates.common.timebase import local_hour
 from federates.prosumer.devices import TariffConfig
-from federates.vpp.aggregation import share_revenue
+from federates.vpp.aggregation import guarantee_transfers, share_revenue
+from runner import storage
 
 EXTERNAL = ("utility", "iso", "network_operator", "platform_costs")
 TICK_H = 300 / 3600
 SLOT_S = 1800
+COLUMNS = ["time", "participant", "counterparty", "item", "energy_kwh", "amount"]
+
+logger = logging.getLogger(__name__)
 
 
 def utility_entries(steps: pd.DataFrame, trades: pd.DataFrame, tariff: TariffConfig, start) -> pd.DataFrame:
-    cols = ["time", "participant", "counterparty", "item", "energy_kwh", "amount"]
+    cols = COLUMNS
     if steps.empty:
         return pd.DataFrame(columns=cols)
     slot = (steps["time"] // SLOT_S).astype(int)
@@ -89,16 +103,115 @@ def revenue_share_entries(ledger: pd.DataFrame, steps: pd.DataFrame, fee_fractio
     return pd.DataFrame(rows, columns=["time", "participant", "counterparty", "item", "energy_kwh", "amount"])
 
 
+def topdown_reference(steps: pd.DataFrame, tariff: TariffConfig, start) -> tuple[pd.Series, pd.Series]:
+    """Per prosumer: the utility bill ($ paid, net billing) of its top-down twin and the energy in the twin's
+    battery after the last step (kWh); empty when the steps carry no top-down columns (netmetering)."""
+    if steps.empty or "topdown_grid_kw" not in steps or steps["topdown_grid_kw"].isna().any():
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    twin = steps[["time", "prosumer", "topdown_grid_kw"]].rename(columns={"topdown_grid_kw": "grid_kw"})
+    no_trades = pd.DataFrame(columns=["slot", "layer", "buyer", "seller", "energy_kwh"])
+    bills = utility_entries(twin, no_trades, tariff, start)
+    names = pd.Index(sorted(steps["prosumer"].unique()))
+    bill = -bills.groupby("participant")["amount"].sum().reindex(names).fillna(0.0)
+    soc = steps.sort_values("time", kind="stable").groupby("prosumer")["topdown_soc_kwh"].last().reindex(names)
+    return bill, soc
+
+
+def guarantee_costs(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffConfig, start,
+                    eta: pd.DataFrame | None = None) -> tuple[pd.Series, pd.Series]:
+    """Per prosumer, (cost in this run, cost of its top-down twin), both as ``runner.results`` defines
+    ``total_cost``: $ paid net of everything received minus the value of the change of stored energy
+    (:mod:`runner.storage`; both start from the same stored energy). ``eta``: battery efficiencies per prosumer
+    (default: inferred from the SOC records). Empty without a top-down reference."""
+    bill, twin_end = topdown_reference(steps, tariff, start)
+    if bill.empty:
+        return bill, bill
+    bat = storage.batteries(steps, eta if eta is not None else storage.inferred_efficiencies(steps)).reindex(bill.index)
+    prices = storage.stored_energy_prices(tariff, start, steps["time"])
+
+    def value(end_kwh: pd.Series) -> pd.Series:
+        change = end_kwh - bat["battery_start_kwh"]
+        return pd.Series(storage.stored_energy_value(change, bat["eta_charge"], bat["eta_discharge"], *prices),
+                         index=bill.index)
+
+    paid = -ledger.groupby("participant")["amount"].sum().reindex(bill.index).fillna(0.0)
+    return paid - value(bat["battery_end_kwh"]), bill - value(twin_end)
+
+
+def guarantee_entries(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffConfig, start,
+                      members: dict[str, str], vpps: list[str], eta: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The VPPs' guarantee (item ``guarantee``), every member's cost against its top-down reference
+    (:func:`guarantee_costs`), in two stages of :func:`federates.vpp.aggregation.guarantee_transfers`:
+
+    1. inside each VPP: its losers are topped up by its gainers;
+    2. across VPPs, only if a community as a whole did worse than top-down: what stage 1 left uncovered is
+       topped up by the gains the members of the other communities still hold, pro rata; each VPP passes its
+       members' stage-2 payments on to the VPPs whose members receive them (``vpp_a`` -> ``vpp_b`` entries).
+
+    Every payment is written for both sides at the end of the run, so the VPPs keep nothing."""
+    cost, reference = guarantee_costs(ledger, steps, tariff, start, eta)
+    if cost.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    end = int(steps["time"].max()) + 300  # an integer time, as the recorded entries have
+    mine = {v: sorted(p for p, w in members.items() if w == v and p in cost.index) for v in vpps}
+    rows, uncovered = [], 0.0
+    for vpp in vpps:
+        if mine[vpp]:
+            outcome = guarantee_transfers(cost[mine[vpp]].to_dict(), reference[mine[vpp]].to_dict())
+            rows += _member_rows(outcome.transfers, members, end)
+            cost = cost.sub(pd.Series(outcome.transfers, dtype=float), fill_value=0.0)
+            uncovered += outcome.uncovered
+    if uncovered > 0:
+        everyone = sorted(p for v in vpps for p in mine[v])
+        outcome = guarantee_transfers(cost[everyone].to_dict(), reference[everyone].to_dict())
+        rows += _member_rows(outcome.transfers, members, end) + _between_vpps(outcome.transfers, members, end)
+        if outcome.uncovered > 0:
+            logger.warning("the members' gains do not cover their losses against top-down; %.4f $ of losses "
+                           "stay uncovered", outcome.uncovered)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _member_rows(transfers: dict[str, float], members: dict[str, str], end: int) -> list[tuple]:
+    """Both sides of each transfer between a member and its VPP (+ = paid to the member)."""
+    rows = []
+    for member, amount in transfers.items():
+        rows.append((end, member, members[member], "guarantee", 0.0, amount))
+        rows.append((end, members[member], member, "guarantee", 0.0, -amount))
+    return rows
+
+
+def _between_vpps(transfers: dict[str, float], members: dict[str, str], end: int) -> list[tuple]:
+    """Settle the VPPs' net positions from ``transfers``: a VPP that paid out more to its members than it
+    collected from them (``net`` > 0) is paid by those that collected more, pro rata to what they collected."""
+    net: dict[str, float] = {}
+    for member, amount in transfers.items():
+        net[members[member]] = net.get(members[member], 0.0) + amount
+    owed = math.fsum(v for v in net.values() if v > 0)
+    rows = []
+    for payer, n_pay in sorted(net.items()):
+        for payee, n_get in sorted(net.items()):
+            if n_pay < 0 < n_get:
+                x = -n_pay * n_get / owed
+                rows.append((end, payee, payer, "guarantee", 0.0, x))
+                rows.append((end, payer, payee, "guarantee", 0.0, -x))
+    return rows
+
+
 def build_ledger(frames: dict[str, pd.DataFrame], tariff: TariffConfig, start, fee_fraction: dict[str, float],
-                 members: dict[str, str]) -> pd.DataFrame:
-    recorded = frames["ledger"]
-    utility = utility_entries(frames["prosumer_steps"], frames["trades"], tariff, start)
-    ledger = pd.concat([df for df in (recorded, utility) if len(df)], ignore_index=True) \
-        if len(recorded) or len(utility) else recorded
-    shares = revenue_share_entries(ledger, frames["prosumer_steps"], fee_fraction, members)
-    if len(shares):
-        ledger = pd.concat([ledger, shares], ignore_index=True)
+                 members: dict[str, str], *, eta: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Recorded entries + utility bills + the VPPs' revenue shares + their guarantee (VPPs: the keys of
+    ``fee_fraction``; none in the modes without a market; ``eta``: see :func:`guarantee_costs`)."""
+    recorded, steps = frames["ledger"], frames["prosumer_steps"]
+    utility = utility_entries(steps, frames["trades"], tariff, start)
+    ledger = _concat(recorded, utility)
+    ledger = _concat(ledger, revenue_share_entries(ledger, steps, fee_fraction, members))
+    ledger = _concat(ledger, guarantee_entries(ledger, steps, tariff, start, members, sorted(fee_fraction), eta))
     return ledger.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    parts = [df for df in (a, b) if len(df)]
+    return pd.concat(parts, ignore_index=True) if parts else a
 
 
 def money_residual(ledger: pd.DataFrame) -> float:

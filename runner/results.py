@@ -354,9 +354,10 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     with_vpp = sc.mode in P2P_MODES
     fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
     tariff = sc.tariff_for_mode()
-    ledger = led.build_ledger(frames, tariff, sc.start, fees, members)
+    eta = efficiencies(run_dir, steps) if len(steps) else None
+    ledger = led.build_ledger(frames, tariff, sc.start, fees, members, eta=eta)
     ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)
-    bat = batteries(steps, efficiencies(run_dir, steps)) if len(steps) else pd.DataFrame()
+    bat = batteries(steps, eta) if len(steps) else pd.DataFrame()
     prices = stored_energy_prices(tariff, sc.start, steps["time"]) if len(steps) else (0.0, 0.0)
     per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices)
     per_prosumer.to_csv(run_dir / "results" / "prosumer_kpis.csv", index=False)

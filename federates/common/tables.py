@@ -27,13 +27,18 @@ TABLES: dict[str, tuple[str, ...]] = {
                      "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "tie_kw",
                      "message"),
     "voltages": ("time", "feeder", "prosumer", "v_pu"),
+    # topdown_grid_kw / topdown_soc_kwh: the same prosumer in the same interval under top-down (its top-down
+    # twin in the market modes, itself in topdown, empty in netmetering): the reference of the VPP's guarantee
     "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",
                        "grid_kw", "curtailed_kw", "p2p_commit_kw", "reserve_up_kw", "reserve_down_kw",
-                       "delta_p_kw", "unmet_flex_kwh"),
+                       "delta_p_kw", "unmet_flex_kwh", "topdown_grid_kw", "topdown_soc_kwh"),
     "corrective": ("time", "feeder", "prosumer", "kind", "value", "max_export_kw", "max_import_kw"),
     "ledger": ("time", "participant", "counterparty", "item", "energy_kwh", "amount"),
     # every value a federate published or read, for the timing tests and for debugging
     "exchange": ("time", "federate", "action", "key", "target"),
+    # the JSON payload of every value published, recorded only when HARMONY_RECORD_PAYLOADS=1 (the lag-proof
+    # timing test compares it with what each federate applied; off by default, it is large)
+    "payloads": ("time", "federate", "key", "target", "payload"),
     # where prosumers sit: one row per prosumer (houses: how many houses its load stands for) and one per load
     # that was not placed (reason); written at build time
     "placement": ("feeder", "load", "prosumer", "houses", "reason"),

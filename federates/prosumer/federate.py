@@ -30,7 +30,12 @@ def main(config_path: str) -> None:
     p2p = rt.mode in P2P_MODES
     fleet = ProsumerFleet(cfg.prosumers, cfg.tariff, cfg.location, rt.start, n_steps=rt.duration_s // TICK_S,
                           seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in ANCILLARY_MODES)
+    # in the market modes a top-down twin of the same prosumers runs alongside: its bill is each member's
+    # reference for the VPP's guarantee (runner.ledger.guarantee_entries)
+    twin = fleet.topdown_twin() if p2p else None
     pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
+    if twin is not None:
+        twin.plan(0.0, 0)
     me, vpp = rt.name, cfg.vpp
     mine = set(fleet.names)
     phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH, Phase.L1_BID}
@@ -40,7 +45,8 @@ def main(config_path: str) -> None:
             if step.phase == Phase.DISPATCH:
                 setpoints = _read_vpp(shell, fleet, vpp, mine) if p2p else {}
                 records = fleet.dispatch(step.time_s, setpoints)
-                _record(shell, cfg.feeder, records)
+                _record(shell, cfg.feeder, records, twin.dispatch(step.time_s, {}) if twin is not None
+                        else records if rt.mode == "topdown" else None)
                 room = fleet.headroom_kw({r.prosumer: r.battery_kw for r in records})
                 shell.publish(f"{me}/injections", Injections(
                     time_s=step.time_s, interval=step.interval, p_kw={r.prosumer: r.grid_kw for r in records},
@@ -48,6 +54,8 @@ def main(config_path: str) -> None:
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
                 bids = fleet.plan(step.time_s, step.l1_slot)
+                if twin is not None:
+                    twin.plan(step.time_s, step.l1_slot)
                 if p2p:
                     shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
             else:  # L1_COMMIT
@@ -91,10 +99,15 @@ def _plans(step, bids: list[Bid]) -> Plans:
                    down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
 
 
-def _record(shell: Shell, feeder: str, records: list[StepRecord]) -> None:
-    for r in records:
+def _record(shell: Shell, feeder: str, records: list[StepRecord], topdown: list[StepRecord] | None) -> None:
+    """One row per prosumer; ``topdown``: the same interval under top-down (the twin's records in the market
+    modes, the prosumers' own in topdown, None in netmetering: the top-down columns stay empty)."""
+    for k, r in enumerate(records):
+        td = topdown[k] if topdown is not None else None
         shell.recorder.add("prosumer_steps", time=shell.time_s, prosumer=r.prosumer, feeder=feeder, pv_kw=r.pv_kw,
                            load_kw=r.load_kw, flex_kw=r.flex_kw, battery_kw=r.battery_kw, soc_kwh=r.soc_kwh,
                            grid_kw=r.grid_kw, curtailed_kw=r.curtailed_kw, p2p_commit_kw=r.p2p_commit_kw,
                            reserve_up_kw=r.reserve_up_kw, reserve_down_kw=r.reserve_down_kw,
-                           delta_p_kw=r.delta_p_kw, unmet_flex_kwh=r.unmet_flex_kwh)
+                           delta_p_kw=r.delta_p_kw, unmet_flex_kwh=r.unmet_flex_kwh,
+                           topdown_grid_kw=td.grid_kw if td is not None else float("nan"),
+                           topdown_soc_kwh=td.soc_kwh if td is not None else float("nan"))

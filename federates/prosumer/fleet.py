@@ -28,6 +28,7 @@ convention (+ = net SOLD to peers, average kW over the slot), the opposite sign 
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -303,6 +304,22 @@ class ProsumerFleet:
             plan_flex_kw=np.zeros((nf, self.n_slots)),
             planned=np.zeros(self.n_slots, bool),
         )
+
+    def topdown_twin(self) -> ProsumerFleet:
+        """The same prosumers (devices, preferences, realised and forecast weather and loads, seed) as a
+        top-down fleet: utility tariff only, no P2P, no VPP. Driven like a top-down run (``plan`` at every
+        Layer I bid gate, ``dispatch`` with no setpoints), it reproduces that run's steps, so a market run can
+        settle each member against its own top-down bill (the VPP's guarantee, :mod:`runner.ledger`).
+        Profiles are shared with this fleet (read-only); states, plans, solvers and commitments are fresh."""
+        if self._next_step or any(st.planned.any() for st in self._states):
+            raise ValueError("make the top-down twin before the fleet plans or dispatches")
+        twin = copy.copy(self)
+        twin.p2p_enabled = twin.vpp_enabled = False
+        twin.reserve_value_per_kw, twin.fallbacks = 0.0, 0
+        twin.p2p_kwh = np.zeros_like(self.p2p_kwh)
+        twin.award_up_kw, twin.award_dn_kw = np.zeros_like(self.award_up_kw), np.zeros_like(self.award_dn_kw)
+        twin._states = [self._new_state(st.cfg) for st in self._states]
+        return twin
 
     # ------------------------------------------------------------------------------------ planning
     def plan(self, t_s: float, slot: int) -> list[Bid]:

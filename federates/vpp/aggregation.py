@@ -99,3 +99,48 @@ def share_revenue(revenue: float, contributions: Mapping[str, float], *,
     largest = max(contributions, key=lambda k: contributions[k])
     shares[largest] += pot - math.fsum(shares.values())
     return shares
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """Outcome of :func:`guarantee_transfers`: ``transfers`` ($, + = paid to the member by the VPP, - = paid by
+    the member), ``uncovered`` ($): the part of the members' losses the community's gains could not cover."""
+
+    transfers: dict[str, float]
+    uncovered: float
+
+
+GUARANTEE_DUST = 1e-9
+"""$: differences from the reference smaller than this are float noise, not losses or gains."""
+
+
+def guarantee_transfers(cost: Mapping[str, float], reference: Mapping[str, float]) -> Guarantee:
+    """The VPP's "nobody worse off" settlement: top up every member whose cost exceeds its top-down cost,
+    financed by the members who gained, pro rata to their gains.
+
+    Rule: with ``d_i = cost_i - reference_i`` ($ paid over the run, + = member i lost against top-down),
+    losses ``L_i = max(d_i, 0)``, gains ``G_i = max(-d_i, 0)``, ``L = sum L_i``, ``G = sum G_i`` and the
+    covered amount ``C = min(L, G)``: member i receives ``L_i C / L`` and pays ``G_i C / G``. When the
+    community gained at least what its losers lost (``G >= L``) every loser ends exactly at its reference and
+    every gainer keeps ``G_i (1 - L / G) >= 0``; otherwise losers are topped up pro rata to their losses as far
+    as the gains reach, gainers end at their reference and ``uncovered = L - G`` is reported. The transfers
+    sum to zero up to float rounding (the residue goes to the largest gainer), so the VPP keeps nothing.
+    """
+    missing = sorted(set(cost) ^ set(reference))
+    bad = {k: (cost.get(k), reference.get(k)) for k in set(cost) & set(reference)
+           if not (math.isfinite(cost[k]) and math.isfinite(reference[k]))}
+    if missing or bad:
+        raise SettlementError(f"cannot settle the guarantee: members {missing} lack a cost or a reference and "
+                              f"{dict(sorted(bad.items()))} are not finite; give both, finite, for every member")
+    d = {k: cost[k] - reference[k] for k in sorted(cost)}
+    losses = {k: v for k, v in d.items() if v > GUARANTEE_DUST}
+    gains = {k: -v for k, v in d.items() if v < -GUARANTEE_DUST}
+    lost, gained = math.fsum(losses.values()), math.fsum(gains.values())
+    covered = min(lost, gained)
+    if covered <= 0:
+        return Guarantee({}, lost)
+    out = {k: v * covered / lost for k, v in losses.items()}
+    out.update({k: -v * covered / gained for k, v in gains.items()})
+    largest = max(gains, key=lambda k: gains[k])
+    out[largest] -= math.fsum(out.values())
+    return Guarantee(out, lost - covered)

@@ -40,7 +40,7 @@ class VppShell:
         self.cfg, self.shell, self.me = cfg, shell, cfg.runtime.name
         self.vpp = CommunityVpp(name=self.me, members=cfg.members, market=cfg.market, config=cfg.vpp,
                                 tariff=cfg.tariff, penalty_multiplier=cfg.penalty_multiplier,
-                                trade_distance=cfg.trade_distance,
+                                trade_distance=cfg.trade_distance, seed=cfg.runtime.seed,
                                 guard=CorrectiveController(v_min_pu=cfg.v_min_pu, v_max_pu=cfg.v_max_pu))
         self.p_kw: dict[str, float] = {}
         self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
@@ -69,7 +69,9 @@ class VppShell:
         state = self.shell.read(f"feeder_{self.cfg.feeder}/state", FeederStateMsg)
         if state is None:
             return
-        actions = self.vpp.observe(step.interval, state.v_pu, self.p_kw, state.members_p_kw,
+        # a failed power flow repeats old voltages (converged False): the guard must not act on them
+        v_pu = state.v_pu if state.converged else {}
+        actions = self.vpp.observe(step.interval, v_pu, self.p_kw, state.members_p_kw,
                                    self.asked_kw.get(step.interval, 0.0))
         for a in actions:
             self.shell.recorder.add("corrective", time=step.tick_start_s, feeder=self.cfg.feeder,

@@ -2,7 +2,10 @@
 dispatcher (Layer II), its Layer III trader and its voltage guard. No HELICS here; ``federate.py`` drives it.
 
 Revenue rule (non-profit): every cent of ancillary income, net of penalties and the documented platform fee
-(``fee_fraction``), is passed to members pro rata to the reserve capacity they were committed for.
+(``fee_fraction``), is passed to members pro rata to the reserve capacity they were committed for. Guarantee
+("nobody worse off"): at the end of the run every member left worse off than under top-down is topped up to its
+top-down cost by the members who gained (:func:`federates.vpp.aggregation.guarantee_transfers`, settled in
+:mod:`runner.ledger` from each member's top-down twin).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class CommunityVpp:
     tariff: TariffConfig
     penalty_multiplier: float
     trade_distance: dict[str, float] = field(default_factory=dict)
+    seed: int = 0                               # scenario seed: pay_as_bid's tie-break among equal submission times
     plans: dict[int, dict[str, MemberPlan]] = field(default_factory=dict)      # L1 slot -> member -> plan
     awards: dict[int, dict[str, float]] = field(default_factory=dict)          # L2 slot -> product -> kW
     prices: dict[int, dict[str, float]] = field(default_factory=dict)          # L2 slot -> product -> $/MW-h
@@ -60,7 +64,7 @@ class CommunityVpp:
         orders, rejections = screen_orders(submissions, gate_s=gate_s, hosts=self.members,
                                            price_floor_per_kwh=floor, price_cap_per_kwh=cap)
         result = clear(orders, self.market.mechanism, price_floor_per_kwh=floor, price_cap_per_kwh=cap,
-                       k=self.market.k, trade_cost_per_kwh=self._trade_costs(orders))
+                       k=self.market.k, trade_cost_per_kwh=self._trade_costs(orders), seed=self.seed)
         net: dict[str, float] = {}
         for t in result.trades:
             net[t.buyer] = net.get(t.buyer, 0.0) + t.energy_kwh
