@@ -2,22 +2,23 @@
 
 The market is the one cleared centrally by :func:`federates.vpp.p2p_market.build_bilateral_model`::
 
-    max  sum_bs (v_b - c_s - t_bs) x_bs
+    max  sum_bs (v_b + w_bs - c_s - t_bs) x_bs
     s.t. sum_s x_bs <= E_b   (buyer b)        sum_b x_bs <= E_s   (seller s)        x_bs >= 0
 
 Each buyer keeps its own copy ``x_bs`` of the energy it proposes to buy from seller ``s``; each seller keeps
 its own copy ``z_bs`` of what it proposes to sell to ``b``; consensus ``x_bs = z_bs`` is enforced by scaled
 ADMM (Boyd et al. 2011, section 7.1; Sorin, Bobo & Pinson 2019 for the P2P reading)::
 
-    x^{k+1}_b = argmin_{x_b in X_b} -(v_b - t_b.) . x_b + rho/2 ||x_b - z^k_b + u^k_b||^2   (buyer b alone)
+    x^{k+1}_b = argmin_{x_b in X_b} -(v_b + w_b. - t_b.) . x_b + rho/2 ||x_b - z^k_b + u^k_b||^2  (buyer b)
     z^{k+1}_s = argmin_{z_s in Z_s}  c_s 1 . z_s + rho/2 ||x^{k+1}_s - z_s + u^k_s||^2       (seller s alone)
     u^{k+1}   = u^k + x^{k+1} - z^{k+1}                                                     (each pair)
 
 with ``X_b = {x >= 0, sum x <= E_b}`` (a capped simplex) so each local step is a closed-form Euclidean
-projection.  A buyer uses only its own value, energy and pair charges plus the sellers' proposals ``z_b.``
-and the pair prices; a seller only its own cost and energy plus the buyers' proposals.  The pair price the
-seller receives is ``lambda_bs = rho * u_bs`` (the multiplier of ``x_bs - z_bs = 0``); the buyer pays
-``lambda_bs + t_bs``.
+projection.  A buyer uses only its own value, energy, premia ``w_b.`` (its stated preferences per seller:
+product differentiation) and pair charges plus the sellers' proposals ``z_b.`` and the pair prices; a seller
+only its own cost and energy plus the buyers' proposals.  The pair price the seller receives is
+``lambda_bs = rho * u_bs`` (the multiplier of ``x_bs - z_bs = 0``); the buyer pays ``lambda_bs + t_bs``
+(at most ``v_b + w_bs``: its premium for a preferred seller is what it may pay above its limit there).
 
 Agents are the rows (buyers) or columns (sellers) of dense ``(n_buy, n_sell)`` arrays; the local updates are
 applied to all rows at once only as a vectorisation: row ``b`` of every update reads nothing but row ``b`` of
@@ -83,13 +84,15 @@ def project_capped_simplex_rows(a: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 
 def buyer_update(value: np.ndarray, pair_cost: np.ndarray, mask: np.ndarray, e_max: np.ndarray,
-                 z: np.ndarray, u: np.ndarray, rho: float) -> np.ndarray:
-    """Each buyer's local step ``argmin -(v_b - t_b.) x_b + rho/2 ||x_b - z_b + u_b||^2`` on its simplex.
+                 z: np.ndarray, u: np.ndarray, rho: float, premium: np.ndarray | None = None) -> np.ndarray:
+    """Each buyer's local step ``argmin -(v_b + w_b. - t_b.) x_b + rho/2 ||x_b - z_b + u_b||^2`` on its simplex.
 
-    Completing the square gives the projection of ``z_b - u_b + (v_b - t_b.)/rho``; pairs outside ``mask``
-    (not admissible) are held at zero.
+    Completing the square gives the projection of ``z_b - u_b + (v_b + w_b. - t_b.)/rho``; pairs outside
+    ``mask`` (not admissible) are held at zero; ``premium`` (``w``, per pair, the buyer's own preferences)
+    defaults to zero.
     """
-    target = np.where(mask, z - u + (value[:, None] - pair_cost) / rho, 0.0)
+    gain = value[:, None] - pair_cost if premium is None else value[:, None] + premium - pair_cost
+    target = np.where(mask, z - u + gain / rho, 0.0)
     return project_capped_simplex_rows(target, e_max)
 
 
@@ -142,10 +145,11 @@ def _norm(a: np.ndarray) -> float:
 
 def solve_bilateral_admm(value: np.ndarray, cost: np.ndarray, pair_cost: np.ndarray, mask: np.ndarray,
                          buy_e: np.ndarray, sell_e: np.ndarray, *, rho: float, stop: StoppingRule,
-                         max_iter: int) -> AdmmOutcome:
+                         max_iter: int, premium: np.ndarray | None = None) -> AdmmOutcome:
     """Run consensus ADMM until ``stop`` is met (see :class:`StoppingRule`) or ``max_iter`` iterations.
 
-    ``value``/``buy_e`` are per buyer, ``cost``/``sell_e`` per seller, ``pair_cost``/``mask`` per pair.
+    ``value``/``buy_e`` are per buyer, ``cost``/``sell_e`` per seller, ``pair_cost``/``mask``/``premium``
+    (buyers' premia per seller, default none) per pair.
     ``rho`` is adapted by residual balancing on the residuals relative to their thresholds (every
     ``_ADAPT_EVERY`` iterations up to ``_ADAPT_UNTIL``, then fixed).  Stops after ``max_iter`` iterations
     with ``converged=False`` if the rule was not met; the returned ``trades`` are feasible either way.
@@ -159,7 +163,7 @@ def solve_bilateral_admm(value: np.ndarray, cost: np.ndarray, pair_cost: np.ndar
     iteration = 0
     while iteration < max_iter:
         iteration += 1
-        x = buyer_update(value, pair_cost, mask, buy_e, z, u, rho)
+        x = buyer_update(value, pair_cost, mask, buy_e, z, u, rho, premium)
         z_prev = z
         x_hat = _RELAX * x + (1.0 - _RELAX) * z_prev
         z = seller_update(cost, mask, sell_e, x_hat, u, rho)

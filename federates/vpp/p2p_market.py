@@ -29,8 +29,14 @@ Mechanisms (``MECHANISMS``):
 ``bilateral``
     Bilateral contract network with product differentiation, cleared centrally as a Pyomo LP on HiGHS
     (see :func:`build_bilateral_model`).  Pair prices come from the duals of the balance constraints.
+    Two per-pair terms differentiate the product (Sorin, Bobo & Pinson, IEEE Trans. Power Syst. 34(2), 2019):
+    a network charge ``t_bs`` (``trade_cost_per_kwh``, set by the operator, paid to it) and a buyer's
+    preference premium ``w_bs >= 0`` (``premium_per_kwh``, stated by the buyer: it values energy from seller
+    ``s`` ``w_bs`` per kWh above its limit price, e.g. for PV energy or a named neighbour).  A premium is no
+    money flow of its own: it raises what the buyer is willing to pay on that pair only.
 ``bilateral_admm``
-    The same market cleared decentrally by consensus ADMM (:mod:`federates.vpp.admm`).
+    The same market cleared decentrally by consensus ADMM (:mod:`federates.vpp.admm`); each buyer's premia
+    enter only its own local step.
 ``sdr``
     Supply-demand-ratio pricing of Liu et al. (IEEE Trans. Power Syst. 32(5), 2017), see :func:`sdr_prices`.
     SCOPE: SDR is an internal pricing rule for a community whose members accept any price between buy-back
@@ -44,8 +50,10 @@ Mechanisms (``MECHANISMS``):
 Every mechanism guarantees: energy bought = energy sold (the trades are the only record); buyer payments =
 seller receipts + fees; no buyer pays above its limit and no seller receives below its limit; every price
 (paid and received) lies in ``[floor, cap]``; no trade between a bid below an ask; matched energy <= order
-energy.  ``auction``, ``pay_as_bid`` and ``sdr`` may pair a participant's own buy and sell order (a wash:
-it pays itself; ``screen_orders`` allows one order per side); the bilateral mechanisms never do.
+energy.  With premia the buyer's limit and bid on a pair are its order's limit plus its premium for that
+seller (the other mechanisms ignore premia and trade costs).  ``auction``, ``pay_as_bid`` and ``sdr`` may pair
+a participant's own buy and sell order (a wash: it pays itself; ``screen_orders`` allows one order per side);
+the bilateral mechanisms never do.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ SIDES = ("buy", "sell")
 EPS_KWH = 1e-9  # energy below this is treated as zero (float dust from pairing off)
 
 TradeCosts = Mapping[tuple[str, str], float]
+TradePremia = Mapping[tuple[str, str], float]  # (buyer, seller) -> premium per kWh the buyer adds, >= 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,8 @@ class Trade:
 
     The seller receives ``price_per_kwh - fee_per_kwh``; the fee goes to the network operator (bilateral
     trade cost, negative for a subsidised preference).  ``buy_order_id``/``sell_order_id`` name the orders.
+    ``premium_per_kwh`` is the buyer's stated premium for this seller (bilateral mechanisms): the buyer's
+    limit on this trade is its order's limit plus the premium.  It is no payment of its own.
     """
 
     buyer: str
@@ -118,6 +129,7 @@ class Trade:
     fee_per_kwh: float = 0.0
     buy_order_id: str = ""
     sell_order_id: str = ""
+    premium_per_kwh: float = 0.0
 
     @property
     def seller_price_per_kwh(self) -> float:
@@ -253,17 +265,23 @@ def _parameter_problems(mechanism: str, floor: float, cap: float, k: float, trad
     return problems
 
 
+def _premium_problems(premia: TradePremia, floor: float, cap: float) -> list[str]:
+    return [f"premium {w!r} per kWh for pair {pair!r} must be finite and in [0, cap - floor] = [0, {cap - floor:g}] "
+            "(a buyer's extra willingness to pay for that seller's energy)"
+            for pair, w in premia.items() if not (math.isfinite(w) and 0.0 <= w <= cap - floor)]
+
+
 # ------------------------------------------------------------------------------------------ public entry
 
 
 def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float, price_cap_per_kwh: float,
           k: float = 0.5, trade_cost_per_kwh: TradeCosts | None = None, seed: int = 0,
           admm_rho: float = 1.0, admm_tol: float = 1e-6, admm_rel_tol: float = 1e-5,
-          admm_max_iter: int = 20000) -> ClearingResult:
+          admm_max_iter: int = 20000, premium_per_kwh: TradePremia | None = None) -> ClearingResult:
     """Clear one slot's order book with ``mechanism`` (one of :data:`MECHANISMS`).
 
-    ``k`` is used by ``auction``, ``seed`` by ``pay_as_bid``, ``trade_cost_per_kwh`` (keyed by
-    ``(buyer participant, seller participant)``, missing pairs cost 0) by the bilateral mechanisms, the
+    ``k`` is used by ``auction``, ``seed`` by ``pay_as_bid``, ``trade_cost_per_kwh`` and ``premium_per_kwh``
+    (keyed by ``(buyer participant, seller participant)``, missing pairs 0) by the bilateral mechanisms, the
     ``admm_*`` settings by ``bilateral_admm`` (``admm_rho`` in normalised units: price band / largest order;
     ``admm_tol`` and ``admm_rel_tol`` are the absolute and relative tolerances of the primal/dual residual
     stopping rule, :class:`federates.vpp.admm.StoppingRule`).  Other mechanisms ignore them.
@@ -271,18 +289,20 @@ def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float
     """
     _check_bounds(price_floor_per_kwh, price_cap_per_kwh, source="p2p clear")
     costs = dict(trade_cost_per_kwh or {})
+    premia = dict(premium_per_kwh or {}) if mechanism in ("bilateral", "bilateral_admm") else {}
     problems = _order_problems(orders, price_floor_per_kwh, price_cap_per_kwh)
     stop = StoppingRule(abs_tol=admm_tol, rel_tol=admm_rel_tol)
     problems += _parameter_problems(mechanism, price_floor_per_kwh, price_cap_per_kwh, k, costs,
                                     (admm_rho, stop, admm_max_iter))
+    problems += _premium_problems(premia, price_floor_per_kwh, price_cap_per_kwh)
     if problems:
         raise ConfigError(problems, source=f"p2p clear ({mechanism})")
     market = _Market(tuple(orders), price_floor_per_kwh, price_cap_per_kwh)
     clearers: dict[str, Callable[[], _Cleared]] = {
         "auction": lambda: _clear_auction(market, k),
         "pay_as_bid": lambda: _clear_pay_as_bid(market, seed),
-        "bilateral": lambda: _clear_bilateral(market, costs),
-        "bilateral_admm": lambda: _clear_bilateral_admm(market, costs, admm_rho, stop, admm_max_iter),
+        "bilateral": lambda: _clear_bilateral(market, costs, premia),
+        "bilateral_admm": lambda: _clear_bilateral_admm(market, costs, premia, admm_rho, stop, admm_max_iter),
         "sdr": lambda: _clear_sdr(market),
     }
     start = time.perf_counter()
@@ -290,57 +310,72 @@ def clear(orders: Sequence[Order], mechanism: str, *, price_floor_per_kwh: float
     elapsed = time.perf_counter() - start
     result = _result(market, mechanism, trades, price, extra, elapsed)
     verify_clearing(result, orders, price_floor_per_kwh=price_floor_per_kwh,
-                    price_cap_per_kwh=price_cap_per_kwh)
+                    price_cap_per_kwh=price_cap_per_kwh, premium_per_kwh=premia)
     return result
 
 
 def welfare_ratio(result: ClearingResult, orders: Sequence[Order], *, price_floor_per_kwh: float,
-                  price_cap_per_kwh: float, trade_cost_per_kwh: TradeCosts | None = None) -> float:
+                  price_cap_per_kwh: float, trade_cost_per_kwh: TradeCosts | None = None,
+                  premium_per_kwh: TradePremia | None = None) -> float:
     """Welfare of ``result`` over the most the same book can give: the ``bilateral`` LP's welfare with the same
-    trade costs (1.0 = efficient; 1.0 also when the LP finds no gain from trade).
+    trade costs and premia (1.0 = efficient; 1.0 also when the LP finds no gain from trade).
 
-    Welfare is ``sum (bid - ask - fee) * energy`` over the trades.  The LP never pairs a participant with
-    itself, so a mechanism that does (a wash between a participant's own crossing orders) can exceed 1.
+    Welfare is ``sum (bid + premium - ask - fee) * energy`` over the trades, with the premia of
+    ``premium_per_kwh`` also on the trades of a mechanism that ignored them (an auction trade that happens to
+    join a buyer to a preferred seller gives that buyer its premium's worth too).  The LP never pairs a
+    participant with itself, so a mechanism that does (a wash between a participant's own crossing orders) can
+    exceed 1.
     """
     best = clear(orders, "bilateral", price_floor_per_kwh=price_floor_per_kwh, price_cap_per_kwh=price_cap_per_kwh,
-                 trade_cost_per_kwh=trade_cost_per_kwh).diagnostics["welfare"]
-    return result.diagnostics["welfare"] / best if best > 0.0 else 1.0
+                 trade_cost_per_kwh=trade_cost_per_kwh, premium_per_kwh=premium_per_kwh).diagnostics["welfare"]
+    premia = premium_per_kwh or {}
+    unpriced = sum((premia.get((t.buyer, t.seller), 0.0) - t.premium_per_kwh) * t.energy_kwh for t in result.trades)
+    return (result.diagnostics["welfare"] + unpriced) / best if best > 0.0 else 1.0
 
 
-def _trade_problems(trade: Trade, by_id: Mapping[str, Order], floor: float, cap: float,
-                    tol: float) -> list[str]:
+def _trade_problems(trade: Trade, by_id: Mapping[str, Order], floor: float, cap: float, tol: float,
+                    premia: TradePremia) -> list[str]:
     buy, sell = by_id.get(trade.buy_order_id), by_id.get(trade.sell_order_id)
     if buy is None or sell is None or buy.side != "buy" or sell.side != "sell":
         return [f"{trade}: does not join a known buy order to a known sell order"]
     problems = []
     received = trade.seller_price_per_kwh
+    premium = premia.get((buy.participant, sell.participant), 0.0)
+    bid = buy.limit_price_per_kwh + premium  # the buyer's limit on this pair
     if (trade.buyer, trade.seller) != (buy.participant, sell.participant) or not trade.energy_kwh > 0:
         problems.append(f"{trade}: participants or energy do not match its orders")
-    if trade.price_per_kwh > buy.limit_price_per_kwh + tol:
-        problems.append(f"{trade}: buyer pays above its limit {buy.limit_price_per_kwh}")
+    if abs(trade.premium_per_kwh - premium) > tol:
+        problems.append(f"{trade}: premium differs from the buyer's stated premium {premium} for this seller")
+    with_premium = f" + premium {premium}" if premium else ""
+    if trade.price_per_kwh > bid + tol:
+        problems.append(f"{trade}: buyer pays above its limit {buy.limit_price_per_kwh}{with_premium}")
     if received < sell.limit_price_per_kwh - tol:
         problems.append(f"{trade}: seller receives {received} below its limit {sell.limit_price_per_kwh}")
     if not all(floor - tol <= p <= cap + tol for p in (trade.price_per_kwh, received)):
         problems.append(f"{trade}: a price is outside [{floor}, {cap}]")
-    if buy.limit_price_per_kwh < sell.limit_price_per_kwh:
-        problems.append(f"{trade}: bid {buy.limit_price_per_kwh} is below ask {sell.limit_price_per_kwh}")
+    if bid < sell.limit_price_per_kwh:
+        problems.append(f"{trade}: bid {buy.limit_price_per_kwh}{with_premium} is below ask {sell.limit_price_per_kwh}")
     return problems
 
 
 def verify_clearing(result: ClearingResult, orders: Sequence[Order], *, price_floor_per_kwh: float,
-                    price_cap_per_kwh: float, tol_kwh: float = 1e-6, tol_price: float = 1e-9) -> None:
+                    price_cap_per_kwh: float, tol_kwh: float = 1e-6, tol_price: float = 1e-9,
+                    premium_per_kwh: TradePremia | None = None) -> None:
     """Check a clearing result against its book; raise :class:`SettlementError` listing every violation.
 
     Checked: each trade joins a buy order to a sell order of the named participants with positive energy;
-    buyer pays <= its limit, seller receives >= its limit, both prices in ``[floor, cap]``, bid >= ask;
-    ``matched_kwh`` equals the trades' energy per order and is <= the order's energy; energy bought equals
-    energy sold.  (Buyer payments = seller receipts + fees holds per trade by the definition of the fee.)
+    buyer pays <= its limit plus its premium for that seller (``premium_per_kwh``, keyed by (buyer, seller),
+    missing pairs 0, and recorded on the trade), seller receives >= its limit, both prices in ``[floor, cap]``,
+    bid (+ premium) >= ask; ``matched_kwh`` equals the trades' energy per order and is <= the order's energy;
+    energy bought equals energy sold.  (Buyer payments = seller receipts + fees holds per trade by the
+    definition of the fee.)
     """
     by_id = {o.order_id: o for o in orders}
+    premia = premium_per_kwh or {}
     problems = []
     from_trades = dict.fromkeys(by_id, 0.0)
     for trade in result.trades:
-        problems += _trade_problems(trade, by_id, price_floor_per_kwh, price_cap_per_kwh, tol_price)
+        problems += _trade_problems(trade, by_id, price_floor_per_kwh, price_cap_per_kwh, tol_price, premia)
         for order_id in (trade.buy_order_id, trade.sell_order_id):
             if order_id in from_trades:
                 from_trades[order_id] += trade.energy_kwh
@@ -377,16 +412,17 @@ def _result(market: _Market, mechanism: str, trades: list[Trade], price: float |
         matched[t.buy_order_id] += t.energy_kwh
         matched[t.sell_order_id] += t.energy_kwh
         surplus = by_id[t.buy_order_id].limit_price_per_kwh - by_id[t.sell_order_id].limit_price_per_kwh
-        welfare += (surplus - t.fee_per_kwh) * t.energy_kwh
+        welfare += (surplus + t.premium_per_kwh - t.fee_per_kwh) * t.energy_kwh
     diagnostics = {"welfare": welfare, "volume_kwh": sum(t.energy_kwh for t in trades),
                    "n_trades": float(len(trades)), "time_s": elapsed_s, **extra}
     return ClearingResult(mechanism=mechanism, trades=trades, matched_kwh=matched,
                           clearing_price_per_kwh=price, diagnostics=diagnostics)
 
 
-def _trade(buy: Order, sell: Order, energy_kwh: float, price: float, fee: float = 0.0) -> Trade:
+def _trade(buy: Order, sell: Order, energy_kwh: float, price: float, fee: float = 0.0,
+           premium: float = 0.0) -> Trade:
     return Trade(buyer=buy.participant, seller=sell.participant, energy_kwh=energy_kwh, price_per_kwh=price,
-                 fee_per_kwh=fee, buy_order_id=buy.order_id, sell_order_id=sell.order_id)
+                 fee_per_kwh=fee, buy_order_id=buy.order_id, sell_order_id=sell.order_id, premium_per_kwh=premium)
 
 
 def _pair_off(buys: Sequence[tuple[Order, float]], sells: Sequence[tuple[Order, float]],
@@ -574,9 +610,10 @@ class BilateralBook:
     """The bilateral market: buy and sell orders and the admissible pairs between them.
 
     A pair ``(b, s)`` (indices into ``buys``/``sells``) is admissible when the two orders belong to different
-    participants, the bid is not below the ask, and the surplus ``v_b - c_s - t_bs`` is positive (any other
-    pair trades zero at the optimum, or would need a bid below an ask).  Several orders of one participant
-    on one side are separate orders.
+    participants, the buyer's bid on the pair ``v_b + w_bs`` (limit plus its premium for that seller) is not
+    below the ask, and the surplus ``v_b + w_bs - c_s - t_bs`` is positive (any other pair trades zero at the
+    optimum, or would need a bid below an ask).  Several orders of one participant on one side are separate
+    orders; a participant's premium applies to each of its buy orders.
     """
 
     buys: tuple[Order, ...]
@@ -585,29 +622,38 @@ class BilateralBook:
     pair_cost_per_kwh: tuple[float, ...]   # t_bs per admissible pair
     floor: float
     cap: float
+    pair_premium_per_kwh: tuple[float, ...] = ()  # w_bs per admissible pair (empty: all 0)
+
+    def premium(self, p: int) -> float:
+        """``w_bs`` of admissible pair ``p``."""
+        return self.pair_premium_per_kwh[p] if self.pair_premium_per_kwh else 0.0
 
 
 def build_bilateral_book(orders: Sequence[Order], trade_cost_per_kwh: TradeCosts, floor: float,
-                         cap: float) -> BilateralBook:
-    """Split ``orders`` by side and list the admissible pairs with their cost (missing pairs cost 0)."""
+                         cap: float, premium_per_kwh: TradePremia | None = None) -> BilateralBook:
+    """Split ``orders`` by side and list the admissible pairs with their cost and premium (missing pairs 0)."""
     buys = tuple(o for o in orders if o.side == "buy")
     sells = tuple(o for o in orders if o.side == "sell")
-    pairs, costs = [], []
+    premia = premium_per_kwh or {}
+    pairs, costs, prems = [], [], []
     for b, buy in enumerate(buys):
         for s, sell in enumerate(sells):
-            fee = trade_cost_per_kwh.get((buy.participant, sell.participant), 0.0)
-            surplus = buy.limit_price_per_kwh - sell.limit_price_per_kwh
+            key = (buy.participant, sell.participant)
+            fee, premium = trade_cost_per_kwh.get(key, 0.0), premia.get(key, 0.0)
+            surplus = buy.limit_price_per_kwh + premium - sell.limit_price_per_kwh
             if buy.participant != sell.participant and surplus >= 0.0 and surplus - fee > 0.0:
                 pairs.append((b, s))
                 costs.append(fee)
-    return BilateralBook(buys, sells, tuple(pairs), tuple(costs), floor, cap)
+                prems.append(premium)
+    return BilateralBook(buys, sells, tuple(pairs), tuple(costs), floor, cap, tuple(prems) if premia else ())
 
 
-def pair_price_bounds(value: float, cost: float, fee: float, floor: float, cap: float) -> tuple[float, float]:
-    """Buyer prices ``p`` allowed on a pair: ``p <= v_b``, ``p - t_bs >= c_s``, and ``p``, ``p - t_bs`` in
-    ``[floor, cap]``, i.e. ``[max(floor, c_s + t_bs), min(v_b, cap + t_bs)]`` (non-empty on admissible pairs
-    with ``t_bs >= floor - cap``)."""
-    return max(floor, cost + fee), min(value, cap + fee)
+def pair_price_bounds(value: float, cost: float, fee: float, floor: float, cap: float,
+                      premium: float = 0.0) -> tuple[float, float]:
+    """Buyer prices ``p`` allowed on a pair: ``p <= v_b + w_bs``, ``p - t_bs >= c_s``, and ``p``, ``p - t_bs``
+    in ``[floor, cap]``, i.e. ``[max(floor, c_s + t_bs), min(v_b + w_bs, cap + t_bs)]`` (non-empty on
+    admissible pairs with ``t_bs >= floor - cap`` and ``w_bs >= 0``)."""
+    return max(floor, cost + fee), min(value + premium, cap + fee)
 
 
 def buyer_balance_rule(m, b):
@@ -621,17 +667,20 @@ def seller_balance_rule(m, s):
 
 
 def welfare_rule(m):
-    """Social welfare: sum_b v_b q_buy_b - sum_s c_s q_sell_s - sum_bs t_bs x_bs."""
+    """Social welfare: sum_b v_b q_buy_b - sum_s c_s q_sell_s + sum_bs (w_bs - t_bs) x_bs
+    (``w_bs``: buyer b's premium for seller s's energy, ``t_bs``: the pair's network charge)."""
     return (sum(m.value[b] * m.q_buy[b] for b in m.B) - sum(m.cost[s] * m.q_sell[s] for s in m.S)
-            - sum(m.pair_cost[p] * m.x[p] for p in m.P))
+            + sum((m.pair_premium[p] - m.pair_cost[p]) * m.x[p] for p in m.P))
 
 
 def build_bilateral_model(book: BilateralBook) -> pyo.ConcreteModel:
     """Welfare-maximising bilateral market LP (does not mutate ``book``).
 
     Variables: ``q_buy_b in [0, E_b]``, ``q_sell_s in [0, E_s]``, ``x_bs >= 0`` on admissible pairs.  At the
-    optimum the balance duals ``pi_b``, ``pi_s`` satisfy ``pi_b - pi_s = t_bs`` on traded pairs,
-    ``pi_b <= v_b`` for served buyers and ``pi_s >= c_s`` for selling sellers.
+    optimum the balance duals ``pi_b``, ``pi_s`` satisfy ``pi_b - pi_s = t_bs - w_bs`` on traded pairs,
+    ``pi_b <= v_b`` for served buyers and ``pi_s >= c_s`` for selling sellers.  ``pi_b`` is buyer b's price of
+    undifferentiated energy; on pair ``bs`` it pays ``pi_b + w_bs = pi_s + t_bs``: its premium for a preferred
+    seller goes, as a higher price, to that seller whenever the seller's energy is scarce.
     """
     m = pyo.ConcreteModel(name="bilateral_p2p")
     m.B = pyo.Set(initialize=range(len(book.buys)))
@@ -647,6 +696,7 @@ def build_bilateral_model(book: BilateralBook) -> pyo.ConcreteModel:
     m.value = pyo.Param(m.B, initialize=lambda _m, b: book.buys[b].limit_price_per_kwh)
     m.cost = pyo.Param(m.S, initialize=lambda _m, s: book.sells[s].limit_price_per_kwh)
     m.pair_cost = pyo.Param(m.P, initialize=lambda _m, p: book.pair_cost_per_kwh[p])
+    m.pair_premium = pyo.Param(m.P, initialize=lambda _m, p: book.premium(p))
     m.q_buy = pyo.Var(m.B, bounds=lambda _m, b: (0.0, book.buys[b].energy_kwh))
     m.q_sell = pyo.Var(m.S, bounds=lambda _m, s: (0.0, book.sells[s].energy_kwh))
     m.x = pyo.Var(m.P, within=pyo.NonNegativeReals)
@@ -684,32 +734,33 @@ def _pair_trades(book: BilateralBook, x_kwh: Sequence[float],
     Returns the trades and how many prices needed clipping by more than float noise (LP duals only need it
     with negative trade costs; ADMM prices before full convergence)."""
     trades, clipped = [], 0
-    for (b, s), fee, q, raw in zip(book.pairs, book.pair_cost_per_kwh, x_kwh, raw_price, strict=True):
+    for p, ((b, s), fee, q, raw) in enumerate(zip(book.pairs, book.pair_cost_per_kwh, x_kwh, raw_price,
+                                                  strict=True)):
         if q <= EPS_KWH:
             continue
-        buy, sell = book.buys[b], book.sells[s]
+        buy, sell, premium = book.buys[b], book.sells[s], book.premium(p)
         lo, hi = pair_price_bounds(buy.limit_price_per_kwh, sell.limit_price_per_kwh, fee,
-                                   book.floor, book.cap)
+                                   book.floor, book.cap, premium)
         price = min(max(raw, lo), hi)
         clipped += abs(price - raw) > 1e-9
-        trades.append(_trade(buy, sell, float(q), float(price), fee))
+        trades.append(_trade(buy, sell, float(q), float(price), fee, premium))
     return trades, clipped
 
 
-def _clear_bilateral(market: _Market, costs: TradeCosts) -> _Cleared:
-    book = build_bilateral_book(market.orders, costs, market.floor, market.cap)
+def _clear_bilateral(market: _Market, costs: TradeCosts, premia: TradePremia) -> _Cleared:
+    book = build_bilateral_book(market.orders, costs, market.floor, market.cap, premia)
     if not book.pairs:
         return [], None, {}
     solution = extract_bilateral(solve(build_bilateral_model(book), context="p2p bilateral clearing"))
-    raw = [solution.buyer_price_per_kwh[b] for b, _ in book.pairs]
+    raw = [solution.buyer_price_per_kwh[b] + book.premium(p) for p, (b, _) in enumerate(book.pairs)]
     trades, clipped = _pair_trades(book, solution.x_kwh, raw)
     return trades, None, {"lp_welfare": solution.welfare, "prices_clipped": float(clipped)}
 
 
-def _clear_bilateral_admm(market: _Market, costs: TradeCosts, rho: float, stop: StoppingRule,
-                          max_iter: int) -> _Cleared:
+def _clear_bilateral_admm(market: _Market, costs: TradeCosts, premia: TradePremia, rho: float,
+                          stop: StoppingRule, max_iter: int) -> _Cleared:
     """Normalise (prices: ``(p - floor) / (cap - floor)``, energies: / largest order), run ADMM, map back."""
-    book = build_bilateral_book(market.orders, costs, market.floor, market.cap)
+    book = build_bilateral_book(market.orders, costs, market.floor, market.cap, premia)
     if not book.pairs:
         return [], None, {"iterations": 0.0, "primal_residual": 0.0, "dual_residual": 0.0}
     p_scale = market.cap - market.floor  # > 0: an admissible pair needs v_b - c_s - t_bs > 0 with t >= -band
@@ -719,13 +770,15 @@ def _clear_bilateral_admm(market: _Market, costs: TradeCosts, rho: float, stop: 
     mask[rows, cols] = True
     pair_cost = np.zeros(mask.shape)
     pair_cost[rows, cols] = np.array(book.pair_cost_per_kwh) / p_scale
+    premium = np.zeros(mask.shape)
+    premium[rows, cols] = np.array([book.premium(p) for p in range(len(book.pairs))]) / p_scale
     outcome = solve_bilateral_admm(
         value=(np.array([o.limit_price_per_kwh for o in book.buys]) - market.floor) / p_scale,
         cost=(np.array([o.limit_price_per_kwh for o in book.sells]) - market.floor) / p_scale,
         pair_cost=pair_cost, mask=mask,
         buy_e=np.array([o.energy_kwh for o in book.buys]) / e_scale,
         sell_e=np.array([o.energy_kwh for o in book.sells]) / e_scale,
-        rho=rho, stop=stop, max_iter=max_iter)
+        rho=rho, stop=stop, max_iter=max_iter, premium=premium)
     if not outcome.converged:
         logger.warning("bilateral ADMM stopped after %d iterations (primal %.2e, dual %.2e above the %s); "
                        "trades are feasible but welfare may be below optimum", outcome.iterations,
