@@ -28,15 +28,10 @@ import pandas as pd
 from federates.common.config import Scenario, load_scenario
 from federates.common.errors import ConfigError
 from federates.common.tables import TABLES
+from runner.results import typed_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = REPO_ROOT / "configs" / "scenarios" / "default.yaml"
-
-# columns whose type is not float: everything else in a results table is a number of its unit
-_BOOL_COLUMNS = {"accepted", "converged"}
-_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target"}
-_TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "vpp", "product", "feeder",
-                 "message", "prosumer", "kind", "counterparty", "item", "federate", "action", "key", "load"}
 
 
 def scenario(path: str | Path | None = None, *, hours: float | None = None, seed: int | None = None,
@@ -62,30 +57,21 @@ class Run:
     kpis: dict = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
-        """``results/<name>`` as a DataFrame with typed columns (booleans, integers, text, floats)."""
+        """``results/<name>`` as a DataFrame with typed columns (booleans, integers, text, floats) and, from the
+        Parquet file, ``time_s`` and a timezone-aware ``timestamp`` in the scenario's local zone."""
         if name not in TABLES:
             raise ConfigError(f"table {name!r}: unknown; choose one of {', '.join(sorted(TABLES))}")
-        path = self.run_dir / "results" / f"{name}.csv"
-        if not path.is_file():
-            raise ConfigError(f"{path}: not found; is {self.run_dir} a finished run folder?")
-        return _typed(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+        path = self.run_dir / "results" / f"{name}.parquet"
+        if path.is_file():
+            return pd.read_parquet(path)
+        csv = path.with_suffix(".csv")
+        if not csv.is_file():
+            raise ConfigError(f"{csv}: not found; is {self.run_dir} a finished run folder?")
+        return typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]))
 
     @property
     def tables(self) -> list[str]:
-        return sorted(p.stem for p in (self.run_dir / "results").glob("*.csv"))
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for col in df.columns:
-        if col in _TEXT_COLUMNS:
-            df[col] = df[col].fillna("").astype(str)
-        elif col in _BOOL_COLUMNS:
-            df[col] = df[col].astype(str).str.lower().isin(("true", "1", "1.0"))
-        elif col in _INT_COLUMNS and df[col].notna().all():
-            df[col] = df[col].astype("int64")
-        elif df[col].dtype == object:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
+        return sorted({p.stem for p in (self.run_dir / "results").glob("*.csv")})
 
 
 def load(run_dir: str | Path) -> Run:

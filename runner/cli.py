@@ -90,7 +90,7 @@ def main():
 @click.option("--out", "out", type=click.Path(file_okay=False), help="run folder (default runs/<scenario name>)")
 @click.option("--force", is_flag=True, help="replace the previous run in the run folder (only the files a run writes)")
 @click.option("--mode", type=click.Choice(MODES), help="market arrangement (default: the scenario's, full)")
-@click.option("--quiet", is_flag=True, help="no progress line")
+@click.option("--quiet", is_flag=True, help="print only the summary (and warnings): no progress")
 @scenario_options
 @friendly
 def run(scenario, out, force, mode, quiet, hours, seed, feeder, overrides):
@@ -120,8 +120,9 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True, force: b
     from runner.results import finish_run
 
     claim_out_dir(run_dir, "run", force=force)
-    click.echo(f"building {sc.name} ({sc.mode}, {sc.hours:g} h, {len(sc.feeders)} feeder(s)) in {run_dir}",
-               err=True)
+    if show_progress:
+        click.echo(f"building {sc.name} ({sc.mode}, {sc.hours:g} h, {len(sc.feeders)} feeder(s)) in {run_dir}",
+                   err=True)
     for attempt in range(1, MAX_LAUNCHES + 1):
         launch, wall = _launch(sc, run_dir, show_progress)
         missing = unfinished(run_dir, launch)
@@ -140,7 +141,7 @@ def execute(sc: Scenario, run_dir: Path, *, show_progress: bool = True, force: b
 
 def _launch(sc: Scenario, run_dir: Path, show_progress: bool):
     """Build the federation on a reserved block of ports and run it once: (Launch, wall seconds)."""
-    from runner.build import build, reserve_ports, write_placement
+    from runner.build import build, prosumer_federate_size, reserve_ports, write_placement
     from runner.launch import run_federation
 
     ports = reserve_ports()
@@ -152,7 +153,9 @@ def _launch(sc: Scenario, run_dir: Path, show_progress: bool):
             fed_json, configs, placed = build(sc, run_dir, broker_port=ports.base)
         write_placement(run_dir, placed)
         n_pros = sum(len(p.prosumers) for p in placed)
-        click.echo(f"launching {len(configs)} federates ({n_pros} prosumers) with helics run", err=True)
+        sizing = prosumer_federate_size(sc, placed)[1]
+        if show_progress:
+            click.echo(f"launching {len(configs)} federates ({n_pros} prosumers; {sizing}) with helics run", err=True)
         started = time.monotonic()
         launch = run_federation(fed_json, run_dir, sc.duration_s, show_progress=show_progress)
         return launch, time.monotonic() - started
@@ -163,9 +166,11 @@ def _launch(sc: Scenario, run_dir: Path, show_progress: bool):
 def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
     lines = [
         f"{sc.name}: {sc.hours:g} h, mode {sc.mode}, wall {k.get('wall_s', 0):.1f} s",
-        f"  community cost        {k['total_cost']:10.2f} $",
+        "  Layer I market        " + ", ".join(f"{f.name} {k.get(f'mechanism_{f.name}', '?')}" for f in sc.feeders),
+        f"  community cost        {k['total_cost']:10.2f} $   (cash {k['cash_cost']:.2f} $, stored energy "
+        f"{k['stored_energy_change_kwh']:+.1f} kWh worth {k['stored_energy_value']:+.2f} $)",
         f"  P2P energy (Layer I)  {k['p2p_energy_kwh']:10.2f} kWh",
-        f"  ancillary revenue     {k['ancillary_revenue']:10.2f} $   penalties {k['penalties']:.2f} $",
+        f"  ancillary revenue     {k['ancillary_revenue']:10.2f} $   penalties {round(k['penalties'], 2) + 0.0:.2f} $",
         f"  Layer III energy      {k['l3_energy_kwh']:10.2f} kWh",
         f"  self-sufficiency      {k['self_sufficiency_pct']:10.1f} %   self-consumption "
         f"{k['self_consumption_pct']:.1f} %",
@@ -204,17 +209,41 @@ def compare(scenario, out, force, hours, seed, feeder, overrides):
 @click.option("--results", "results", type=click.Path(file_okay=False),
               help="where the federates write results (default: the --out folder)")
 @click.option("--port", type=int, help="broker port (default: the scenario's federation.broker_port)")
+@click.option("--external", "external", multiple=True, metavar="NAME",
+              help="federate NAME is run by an outside simulator: left out of federation.json (the broker still "
+                   "waits for it); OUT/external/NAME.json says what it must do. Repeatable")
+@click.option("--hosts", "hosts_file", type=click.Path(dir_okay=False, exists=True),
+              help="hosts.yaml: which federates run on which machine and where the broker listens; writes "
+                   "OUT/<host>/federation.json per host instead (docs/hosts.md)")
+@click.option("--brokerkey/--no-brokerkey", default=True, show_default=True,
+              help="require a new random key for this build (OUT/broker_key.json, mode 0600) from everything that "
+                   "joins the broker")
 @scenario_options
 @friendly
-def build_cmd(scenario, out, results, port, hours, seed, feeder, overrides):
+def build_cmd(scenario, out, results, port, external, hosts_file, brokerkey, hours, seed, feeder, overrides):
     """Write OUT/federation.json (for `helics run --path`) and one config per federate."""
-    from runner.build import build
+    from runner.build import build, prosumer_federate_size, write_placement
+    from runner.hosts import load_hosts
 
     sc = resolve_scenario(scenario, hours, seed, feeder, overrides)
+    hosts = load_hosts(hosts_file) if hosts_file else None
     out_dir = Path(out).resolve()
-    path, configs, _ = build(sc, out_dir, broker_port=port, portable=True,
-                             results_dir=Path(results).resolve() if results else None)
-    click.echo(f"wrote {path} with {len(configs)} federates; run it with: helics run --path {path}")
+    results_dir = Path(results).resolve() if results else out_dir
+    path, configs, placed = build(sc, out_dir, broker_port=port, portable=True, results_dir=results_dir,
+                                  external=external, hosts=hosts, broker_key=brokerkey)
+    write_placement(results_dir, placed)  # as `harmony run` does, so `harmony collect` has results/placement.csv
+    if hosts is None:
+        click.echo(f"wrote {path} with {len(configs)} federates ({prosumer_federate_size(sc, placed)[1]}); "
+                   f"run it with: helics run --path {path}")
+    else:
+        click.echo(f"wrote {len(configs)} federates ({prosumer_federate_size(sc, placed)[1]}) for "
+                   f"{len(hosts.hosts)} hosts; copy {out_dir} to each host and run there, the broker's host "
+                   f"({hosts.broker.host}) first:")
+        for host in hosts.hosts:
+            click.echo(f"  {host}: helics run --path {out_dir / host / 'federation.json'}")
+    for name in external:
+        click.echo(f"{name} is external: start it with {out_dir / 'external' / (name + '.json')} "
+                   f"(the broker waits for all {len(configs)} federates)")
 
 
 @main.command()

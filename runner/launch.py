@@ -36,7 +36,7 @@ from federates.common.errors import ConfigError, HarmonyError
 RUN_MARKER = ".harmony-run"
 # what a run writes into its folder (plus one <federate>.log per federate of its federation.json)
 RUN_OUTPUTS = ("federation.json", "federates", "parts", "results", "kpis.json", "report.html", "figures",
-               "helics_run.log", "broker.log")
+               "helics_run.log", "broker.log", "broker_key.json")
 COMPARE_OUTPUTS = ("comparison.csv", "prosumer_costs.csv")
 BIND_FAILURE = re.compile(r"unable to bind|address already in use|address in use", re.IGNORECASE)
 POLL_S = 0.2
@@ -100,12 +100,21 @@ def _clear_outputs(path: Path, kind: str) -> None:
 
 
 def _names(run_dir: Path) -> list[str]:
-    """Federate names (and ``broker``) of the federation.json in ``run_dir``; empty if there is none."""
+    """Federate names (and ``broker``) of the federation.json in ``run_dir`` or, for a multi-host build
+    (``harmony build --hosts``), of every ``run_dir/<host>/federation.json``; empty if there is none."""
+    runners = [run_dir / "federation.json"]
+    if not runners[0].is_file():
+        runners = sorted(run_dir.glob("*/federation.json"))
     try:
-        data = json.loads((run_dir / "federation.json").read_text())
-        return [str(f["name"]) for f in data["federates"]]
+        return [str(f["name"]) for path in runners for f in json.loads(path.read_text())["federates"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def _log_of(run_dir: Path, name: str) -> Path:
+    """A federate's log: ``helics run`` writes it beside the runner JSON (``run_dir/<host>/`` on multi-host)."""
+    log = run_dir / f"{name}.log"
+    return log if log.is_file() else next(iter(sorted(run_dir.glob(f"*/{name}.log"))), log)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,18 +148,20 @@ def run_federation(federation_json: Path, run_dir: Path, duration_s: int, *, sho
         proc = subprocess.Popen(cmd, env=helics_env(), cwd=federation_json.parent, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         watch = _Watch(proc.pid, names, started)
+        progress = Progress(run_dir, duration_s, started) if show_progress else None
         try:
             while proc.poll() is None:
                 time.sleep(POLL_S)
                 watch.poll()
-                _progress(show_progress, run_dir, duration_s, started)
+                if progress is not None:
+                    progress.update()
                 if timeout_s is not None and time.monotonic() - started > timeout_s:
                     click.echo(f"\nfederation exceeded the time limit of {timeout_s:.0f} s and was stopped", err=True)
                     break
         finally:
             end_group(proc)
-    if show_progress and sys.stderr.isatty():
-        click.echo("", err=True)
+    if progress is not None:
+        progress.close()
     logs = [run_dir / f"{n}.log" for n in names] + [run_dir / "broker.log", run_dir / "helics_run.log"]
     bind = any(BIND_FAILURE.search(p.read_text(errors="replace")) for p in logs if p.is_file())
     return Launch(proc.returncode if proc.returncode is not None else -9, watch.stopped, watch.status, bind)
@@ -248,11 +259,35 @@ def _proc_state(pid: int) -> tuple[str | None, int]:
     return fields[0], status
 
 
-def _progress(show: bool, run_dir: Path, duration_s: int, started: float) -> None:
-    if show and sys.stderr.isatty():
-        done = min(_feeder_rows(run_dir) * 300.0, duration_s)
-        click.echo(f"\r  simulated {_hhmm(done)} / {_hhmm(duration_s)}   "
-                   f"wall {time.monotonic() - started:5.0f} s", nl=False, err=True)
+class Progress:
+    """Simulated time of the slowest feeder (from its recorded steps, flushed every simulated half hour).
+
+    On a terminal: one live line with a bar, simulated and wall time and the estimated time left; elsewhere
+    (a log, CI): one line each time another simulated hour is complete.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, run_dir: Path, duration_s: int, started: float, *, tty: bool | None = None):
+        self.run_dir, self.duration_s, self.started = run_dir, duration_s, started
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.hours_logged = 0
+
+    def update(self) -> None:
+        done = min(_feeder_rows(self.run_dir) * 300.0, self.duration_s)
+        wall = time.monotonic() - self.started
+        if self.tty:
+            filled = int(self.WIDTH * done / self.duration_s)
+            eta = f"{wall * (self.duration_s - done) / done:5.0f} s" if done else "    ?"
+            click.echo(f"\r  [{'#' * filled}{'.' * (self.WIDTH - filled)}] simulated {_hhmm(done)} / "
+                       f"{_hhmm(self.duration_s)}   wall {wall:5.0f} s   left {eta}", nl=False, err=True)
+        elif int(done // 3600) > self.hours_logged:
+            self.hours_logged = int(done // 3600)
+            click.echo(f"  simulated {_hhmm(done)} / {_hhmm(self.duration_s)}, wall {wall:.0f} s", err=True)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
 
 
 def _feeder_rows(run_dir: Path) -> int:
@@ -271,21 +306,27 @@ def _hhmm(seconds: float) -> str:
 # did every federate finish?
 
 
-def expected_steps(kind: str, mode: str, duration_s: int) -> int:
-    """How many steps a federate of ``kind`` takes in ``mode`` over ``duration_s`` (its phases are those of
-    ``federates/<kind>/federate.py``; a normal run fails here if the two ever disagree)."""
+def phases_of(kind: str, mode: str) -> set:
+    """The phases (``federates.common.timebase.Phase``) a federate of ``kind`` asks for in ``mode``: those of
+    ``federates/<kind>/federate.py`` (a normal run fails in :func:`unfinished` if the two ever disagree)."""
     from federates.common.config import P2P_MODES
-    from federates.common.timebase import Phase, schedule
+    from federates.common.timebase import Phase
     from federates.vpp.federate import phases_for
 
-    phases = {
+    return {
         "feeder": {Phase.PHYSICS},
         "prosumer": {Phase.DISPATCH, Phase.L1_BID} | ({Phase.L1_COMMIT} if mode in P2P_MODES else set()),
         "vpp": phases_for(mode),
         "iso": {Phase.MEASURE, Phase.L2_CLEAR, Phase.L3_SIGNAL},
         "vpp_market": {Phase.L3_CLEAR},
     }[kind]
-    return sum(1 for _ in schedule(phases, duration_s))
+
+
+def expected_steps(kind: str, mode: str, duration_s: int) -> int:
+    """How many steps a federate of ``kind`` takes in ``mode`` over ``duration_s``."""
+    from federates.common.timebase import schedule
+
+    return sum(1 for _ in schedule(phases_of(kind, mode), duration_s))
 
 
 # the table of each kind that must reach the last 5-minute tick of the span (its rows are stamped with the tick)
@@ -311,10 +352,13 @@ def unfinished(run_dir: Path, launch: Launch | None = None) -> list[Unfinished]:
     """The federates of ``run_dir/federation.json`` that did not finish, the first to stop first.
 
     Finished means: its ``federate_stats`` row is there with every step of its schedule, no ``FAILED`` line in
-    its log, and (feeders, prosumers) its table reaches the last tick of the span.
+    its log, and (feeders, prosumers) its table reaches the last tick of the span. Only our federates are
+    checked: an external one (``harmony build --external``) need not write our tables.
     """
     run_dir = Path(run_dir)
-    names = [n for n in _names(run_dir) if n != "broker"]
+    # ours are those with a config in federates/; an entry without one (a helics_recorder or helics_player added
+    # by hand) and a federate built --external (no entry at all) are someone else's: not checked
+    names = [n for n in _names(run_dir) if n != "broker" and (run_dir / "federates" / f"{n}.json").is_file()]
     if not names:
         raise ConfigError(f"{run_dir}: no federation.json with federates; give the folder that "
                           "`harmony build --out` or `harmony run --out` wrote")
@@ -341,7 +385,7 @@ def _check_federate(run_dir: Path, name: str, runtime: dict) -> str | None:
     """None if ``name`` finished, else what is missing."""
     import pandas as pd
 
-    log = run_dir / f"{name}.log"
+    log = _log_of(run_dir, name)
     if log.is_file() and "FAILED:" in log.read_text(errors="replace"):
         return "failed"
     parts = run_dir / "parts" / name
@@ -363,7 +407,7 @@ def _check_federate(run_dir: Path, name: str, runtime: dict) -> str | None:
 
 def _cause(run_dir: Path, name: str, problem: str, status: int | None, code: int | None) -> tuple[str, str]:
     """(cause, last log line) of a federate that did not finish."""
-    log = run_dir / f"{name}.log"
+    log = _log_of(run_dir, name)
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.is_file() \
         else []
     failed = [ln for ln in lines if "FAILED:" in ln]

@@ -69,9 +69,13 @@ Per prosumer:
 
 so a run that drains the batteries pays for the energy it took, and runs or modes that leave different
 amounts in storage compare on the same footing. ``kpis.json`` ``total_cost``, ``cash_cost``,
-``stored_energy_change_kwh`` and ``stored_energy_value`` are the sums over prosumers. A community battery
-(issue #15) adds one more storage unit: a row with its owner in :func:`runner.storage.stored_energy` and
-one more member (P = D = 0) of its feeder in :func:`local_consumption`. The stored-energy functions live in
+``stored_energy_change_kwh`` and ``stored_energy_value`` are the sums over prosumers. A VPP's community battery
+(issue #15, ``results/community_battery.csv``) is one more storage unit, valued the same way
+(:func:`runner.storage.community_batteries`); the value of its change is its members', shared like the VPP's
+revenue (``community_battery_stored_value`` per prosumer, in ``total_cost``: ``total_cost = cash_cost -
+stored_energy_value - community_battery_stored_value``); its energy is settled in cash in the ledger. The
+energy shares below count prosumers' flows only (the community battery is not yet a member in
+:func:`local_consumption`). The stored-energy functions live in
 :mod:`runner.storage` (no dependency on the ledger, so the settlement can value storage the same way).
 """
 
@@ -88,7 +92,13 @@ import pandas as pd
 from federates.common.config import P2P_MODES, Scenario
 from federates.common.tables import TABLES
 from runner import ledger as led
-from runner.storage import batteries, efficiencies, stored_energy, stored_energy_prices
+from runner.storage import (
+    batteries,
+    community_battery_stored_value,
+    efficiencies,
+    stored_energy,
+    stored_energy_prices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +269,13 @@ def community_figures(steps: pd.DataFrame, bat: pd.DataFrame) -> pd.DataFrame:
 
 
 def prosumer_kpis(ledger: pd.DataFrame, steps: pd.DataFrame, trades: pd.DataFrame, bat: pd.DataFrame,
-                  prices: tuple[float, float]) -> pd.DataFrame:
+                  prices: tuple[float, float], community: pd.Series | None = None) -> pd.DataFrame:
     """Per prosumer: ``cash_cost`` (what it paid net of everything it received, from the ledger), the
-    stored-energy term, ``total_cost = cash_cost - stored_energy_value``, ledger amounts by item, energy
-    figures (``bat``: :func:`batteries`; ``prices``: :func:`stored_energy_prices`)."""
+    stored-energy term, its share of the value of its VPP's community battery's stored energy change
+    (``community_battery_stored_value``, :func:`runner.storage.community_battery_stored_value`; 0 without one),
+    ``total_cost = cash_cost - stored_energy_value - community_battery_stored_value``, ledger amounts by item,
+    energy figures (``bat``:
+    :func:`batteries`; ``prices``: :func:`stored_energy_prices`)."""
     if steps.empty:
         return pd.DataFrame(columns=["prosumer", "feeder", "total_cost"])
     names = steps["prosumer"].unique()
@@ -273,7 +286,8 @@ def prosumer_kpis(ledger: pd.DataFrame, steps: pd.DataFrame, trades: pd.DataFram
     df["feeder"] = steps.groupby("prosumer")["feeder"].first()
     df["cash_cost"] = -mine.groupby("participant")["amount"].sum().reindex(df.index).fillna(0.0)
     df = df.join(stored_energy(bat, prices))
-    df.insert(1, "total_cost", df["cash_cost"] - df["stored_energy_value"])
+    df["community_battery_stored_value"] = community.reindex(df.index).fillna(0.0) if community is not None else 0.0
+    df.insert(1, "total_cost", df["cash_cost"] - df["stored_energy_value"] - df["community_battery_stored_value"])
     for item in by_item.columns:
         df[f"{item}_amount"] = by_item[item].reindex(df.index).fillna(0.0)
     return df.join(energy_figures(steps, trades, bat)).reset_index()
@@ -319,6 +333,8 @@ def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd
         "cash_cost": total("cash_cost"),
         "stored_energy_change_kwh": total("stored_energy_change_kwh"),
         "stored_energy_value": total("stored_energy_value"),
+        "community_battery_stored_value": total("community_battery_stored_value"),
+        **community_battery_kpis(frames.get("community_battery")),
         "p2p_energy_kwh": p2p,
         "l3_energy_kwh": float(trades.loc[trades["layer"] == 3, "energy_kwh"].sum()) if len(trades) else 0.0,
         "ancillary_revenue": anc_income,
@@ -345,6 +361,15 @@ def kpis(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, per_prosumer: pd
     return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in out.items()}
 
 
+def community_battery_kpis(cb: pd.DataFrame | None) -> dict:
+    """``community_battery_cycled_kwh``: energy the community batteries charged plus discharged (kWh, at their
+    terminals) over the run; ``community_battery_reserve_kwh``: reserve they held (kW x h, up + down)."""
+    if cb is None or cb.empty:
+        return {"community_battery_cycled_kwh": 0.0, "community_battery_reserve_kwh": 0.0}
+    return {"community_battery_cycled_kwh": float(cb["p_kw"].abs().sum() * TICK_H),
+            "community_battery_reserve_kwh": float((cb["reserve_up_kw"] + cb["reserve_down_kw"]).sum() * TICK_H)}
+
+
 def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> dict:
     """Collect, settle, check and write the KPIs of a run folder."""
     run_dir = Path(run_dir)
@@ -359,24 +384,65 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)
     bat = batteries(steps, eta) if len(steps) else pd.DataFrame()
     prices = stored_energy_prices(tariff, sc.start, steps["time"]) if len(steps) else (0.0, 0.0)
-    per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices)
+    community = community_battery_stored_value(frames["community_battery"], steps, members, prices) \
+        if len(steps) else None
+    per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices, community)
     per_prosumer.to_csv(run_dir / "results" / "prosumer_kpis.csv", index=False)
     community = community_figures(steps, bat) if len(steps) else \
         pd.DataFrame(columns=["pv_kwh", "demand_kwh", "local_supply_kwh", "pv_used_kwh"])
     figures = kpis(frames, ledger, per_prosumer, community)
     figures["mode"] = sc.mode
+    for feeder in sc.feeders:  # which Layer I market each feeder ran ("none" in the modes without one)
+        figures[f"mechanism_{feeder.name}"] = (feeder.market or sc.market).mechanism if with_vpp else "none"
     figures["prosumers"] = int(steps["prosumer"].nunique()) if len(steps) else 0
     if wall_s is not None:
         figures["wall_s"] = round(wall_s, 2)
-    write_kpis(run_dir, figures)
     head_kwh = float(frames["feeder_steps"]["p_head_kw"].abs().sum() * TICK_H) if len(frames["feeder_steps"]) else 0.0
+    # a run whose books do not balance fails before kpis.json is written: no figures claim a sound run
     led.check({"money_balance_residual": figures["money_balance_residual"],
                "energy_balance_residual_kwh": figures["energy_balance_residual_kwh"],
                "vpp_retained": figures["vpp_retained"]})
     # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
     led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
               tol=1e-3)
+    write_parquet(run_dir, sc.start, sc.location.timezone)
+    write_kpis(run_dir, figures)
     return figures
+
+
+# columns whose type is not float: every other column of a results table is a number in its unit
+_BOOL_COLUMNS = {"accepted", "converged"}
+_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target"}
+_TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "vpp", "product", "feeder",
+                 "message", "prosumer", "kind", "counterparty", "item", "federate", "action", "key", "load",
+                 "payload", "mode", "mechanism"}
+
+
+def typed_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A results table read from CSV with its columns typed: booleans, integers, text, everything else float."""
+    for col in df.columns:
+        if col in _TEXT_COLUMNS:
+            df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
+        elif col in _BOOL_COLUMNS:
+            df[col] = df[col].astype(str).str.lower().isin(("true", "1", "1.0"))
+        elif col in _INT_COLUMNS and df[col].notna().all():
+            df[col] = df[col].astype("int64")
+        elif df[col].dtype == object or df[col].dtype == bool:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def write_parquet(run_dir: Path, start, timezone: str) -> None:
+    """Every ``results/<table>.csv`` also as ``results/<table>.parquet``: typed columns, ``time`` renamed
+    ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it."""
+    origin = pd.Timestamp(start).tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
+    for csv in sorted((Path(run_dir) / "results").glob("*.csv")):
+        df = typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]))
+        if "time" in df.columns:
+            df = df.rename(columns={"time": "time_s"})
+            at = df.columns.get_loc("time_s") + 1
+            df.insert(at, "timestamp", origin + pd.to_timedelta(df["time_s"].astype(float), unit="s"))
+        df.to_parquet(csv.with_suffix(".parquet"), index=False)
 
 
 def write_kpis(run_dir: Path, figures: dict) -> Path:

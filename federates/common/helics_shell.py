@@ -2,7 +2,8 @@
 
 A federate shell reads: advance time -> read inputs -> compute (pure) -> record -> publish. This module gives it
 ``Shell.steps`` (the federate's phases from :mod:`federates.common.timebase`, granted exactly),
-``Shell.publish``/``Shell.read`` (typed payloads, every exchange logged to the ``exchange`` table), and
+``Shell.publish``/``Shell.read`` (typed payloads, every exchange logged to the ``exchange`` table and, with
+``HARMONY_RECORD_PAYLOADS=1``, every published payload to the ``payloads`` table), and
 ``run_main`` (logging, clean exit, the cause of a failure as the last log line, non-zero exit status).
 """
 
@@ -21,9 +22,10 @@ from federates.common.errors import HarmonyError
 from federates.common.messages import Payload
 from federates.common.recorder import Recorder
 from federates.common.timebase import Phase, Step, schedule
-from federates.common.wiring import Runtime
+from federates.common.wiring import Runtime, core_init_string
 
 log = logging.getLogger(__name__)
+RECORD_PAYLOADS_ENV = "HARMONY_RECORD_PAYLOADS"  # "1": also record every published payload (table payloads)
 
 
 class Shell:
@@ -34,9 +36,7 @@ class Shell:
         self.recorder = Recorder(runtime.out_dir, runtime.name)
         info = h.helicsCreateFederateInfo()
         h.helicsFederateInfoSetCoreTypeFromString(info, "zmq")
-        h.helicsFederateInfoSetCoreInitString(
-            info, f"--federates=1 --broker_address=tcp://127.0.0.1:{runtime.broker_port}"
-        )
+        h.helicsFederateInfoSetCoreInitString(info, core_init_string(runtime))
         h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_UNINTERRUPTIBLE, True)
         h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_TERMINATE_ON_ERROR, True)
         h.helicsFederateInfoSetIntegerProperty(info, h.HELICS_PROPERTY_INT_LOG_LEVEL, _log_level(runtime.log_level))
@@ -49,6 +49,7 @@ class Shell:
         self.wait_s = 0.0
         self.steps_done = 0
         self.fallbacks = 0  # set by a shell whose solves can fall back to a safe plan
+        self.record_payloads = os.environ.get(RECORD_PAYLOADS_ENV, "") not in ("", "0")
 
     def steps(self, phases: set[Phase]) -> Iterator[Step]:
         """Enter executing mode, then yield each of the federate's steps once HELICS grants its time."""
@@ -66,7 +67,7 @@ class Shell:
             self.wait_s += time.perf_counter() - t0
             if abs(granted - step.time_s) > 1e-6:
                 raise HarmonyError(f"{self.runtime.name}: asked for t={step.time_s} s, HELICS granted {granted} s")
-            self.time_s = granted
+            self.time_s = step.time_s  # HELICS grants t=0 as its epsilon (1e-9): record the exact phase time
             cycle = step.tick_start_s // 1800
             if cycle != flushed_cycle:  # once per simulated half hour, so a crash loses at most that
                 self.recorder.flush()
@@ -75,16 +76,20 @@ class Shell:
             self.steps_done += 1
 
     def publish(self, key: str, payload: Payload, target: int) -> None:
-        h.helicsPublicationPublishString(self.pubs[key], payload.dumps())
+        text = payload.dumps()
+        h.helicsPublicationPublishString(self.pubs[key], text)
         self.recorder.add("exchange", time=self.time_s, federate=self.runtime.name, action="publish", key=key,
                           target=target)
+        if self.record_payloads:
+            self.recorder.add("payloads", time=self.time_s, federate=self.runtime.name, key=key, target=target,
+                              payload=text)
 
     def read(self, key: str, cls: type[Payload]) -> Payload | None:
         """The latest value on ``key`` if it was updated since the last read, else None."""
         sub = self.subs[key]
         if not h.helicsInputIsUpdated(sub):
             return None
-        payload = cls.loads(h.helicsInputGetString(sub))
+        payload = cls.loads(_get_string(sub))
         target = getattr(payload, "slot", getattr(payload, "interval", -1))
         self.recorder.add("exchange", time=self.time_s, federate=self.runtime.name, action="read", key=key,
                           target=target)
@@ -107,6 +112,23 @@ class Shell:
         else:
             h.helicsFederateDisconnect(self.fed)
         h.helicsFederateFree(self.fed)
+
+
+def _get_string(sub) -> str:
+    """``helicsInputGetString`` without its per-call cost: the binding parses a new cffi type
+    ``char[N]`` for every new payload length N (about 1.5 ms, more than the rest of a read), while the
+    open array type ``char[]`` is parsed once and cached (a few microseconds); same C call, same text."""
+    err = h.helicsErrorInitialize()
+    size = h.helicsInputGetStringSize(sub) + 1024
+    buf = h.ffi.new("char[]", size)
+    length = h.ffi.new("int[1]")
+    _GET_STRING(sub.handle, buf, size, length, err)
+    if err.error_code != 0:
+        raise h.HelicsException(f"[{err.error_code}] {h.ffi.string(err.message).decode()}")
+    return h.ffi.string(buf, maxlen=length[0]).decode()
+
+
+_GET_STRING = h.loadSym("helicsInputGetString")
 
 
 def _fault_time(name: str) -> float | None:

@@ -29,7 +29,8 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch):
     assert res.kpis["prosumers"] == 40 and res.kpis["mode"] == "full"
     trades = res.table("trades")
     assert len(trades) > 0
-    assert trades["layer"].dtype == "int64" and trades["buyer"].dtype == object
+    assert trades["layer"].dtype == "int64" and pd.api.types.is_string_dtype(trades["buyer"])
+    assert str(trades["timestamp"].dt.tz) == "America/Chicago" and trades["time_s"].min() >= 0
     assert pd.api.types.is_float_dtype(trades["energy_kwh"])
     assert res.table("feeder_steps")["converged"].dtype == bool
     again = api.load(res.run_dir)

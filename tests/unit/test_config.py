@@ -13,7 +13,7 @@ def test_default_scenario_is_valid_and_resolved():
     sc = load_scenario(DEFAULT)
     assert len(sc.feeders) >= 2 and sc.duration_s == 86400
     assert all(f.master.is_absolute() and f.master.is_file() for f in sc.feeders)
-    assert sc.market_of(sc.feeders[1]).mechanism == "sdr"
+    assert sc.market_of(sc.feeders[1]).mechanism == "bilateral"
 
 
 def test_overrides_by_dotted_path_are_validated_like_the_file():
