@@ -10,18 +10,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from federates.common.config import load_scenario
-from runner.cli import execute, main
+from runner.cli import main
 
 pytestmark = pytest.mark.e2e
 SMALL = Path(__file__).with_name("small.yaml")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, dict]:
-    run_dir = tmp_path_factory.mktemp("e2e") / "small"
-    figures = execute(load_scenario(SMALL), run_dir, show_progress=False)
-    return run_dir, figures
+def run(small_run) -> tuple[Path, dict]:
+    return small_run  # one shared run of small.yaml (tests/e2e/conftest.py)
 
 
 def table(run_dir: Path, name: str) -> pd.DataFrame:
@@ -62,9 +59,25 @@ def test_every_interval_is_dispatched_solved_and_measured(run):
     steps = table(run_dir, "prosumer_steps")
     assert steps.groupby("prosumer").size().eq(18).all() and steps.prosumer.nunique() == 12
     # the feeder applied exactly what the prosumers injected
+    steps["time"] = steps.time.round()
     injected = steps.groupby(["feeder", "time"]).grid_kw.sum()
     metered = feeder.set_index(["feeder", "time"]).members_p_kw
     pd.testing.assert_series_equal(injected.sort_index(), metered.sort_index(), check_names=False)
+    # and every solved interval was measured: each VPP and the ISO read each feeder state at MEASURE (+2 s)
+    ex = table(run_dir, "exchange")
+    for reader in ("vpp_suburb", "vpp_rural", "iso"):
+        reads = ex[(ex.federate == reader) & (ex.action == "read") & ex.key.str.endswith("/state")]
+        per_feeder = 1 if reader.startswith("vpp_") else 2
+        assert sorted(reads.target) == sorted(list(range(18)) * per_feeder), reader
+        assert ((reads.time - 2) % 300 == 0).all() and (reads.target == (reads.time - 2) // 300).all(), reader
+    # the ISO settled every interval of every awarded slot (slots 1-5 -> intervals 3-17) for each VPP
+    anc = table(run_dir, "ancillary")
+    settled = anc[anc.delivered_kw.notna()]
+    awarded = anc[anc.offer_price.notna() & (anc.awarded_kw > 0)]
+    for vpp, rows in awarded.groupby("vpp"):
+        intervals = sorted({3 * q + k for q in rows.slot.unique() for k in range(3) if 3 * q + k < 18})
+        got = sorted((settled[settled.vpp == vpp].time // 300).astype(int).unique())
+        assert got == intervals, vpp
 
 
 def test_p2p_positions_become_dispatch_commitments(run):
@@ -89,9 +102,31 @@ def test_results_and_kpis_are_written(run):
     run_dir, figures = run
     on_disk = json.loads((run_dir / "kpis.json").read_text())
     assert on_disk == figures
-    for key in ("total_cost", "p2p_energy_kwh", "ancillary_revenue", "penalties", "unmet_flexible_kwh"):
-        assert key in on_disk
-    assert on_disk["unmet_flexible_kwh"] == 0.0
+    # the figures recomputed from the recorded tables (sources other than the ledger where there is one)
+    trades, steps, feeder = table(run_dir, "trades"), table(run_dir, "prosumer_steps"), table(run_dir, "feeder_steps")
+    anc, ledger, corrective = table(run_dir, "ancillary"), table(run_dir, "ledger"), table(run_dir, "corrective")
+    settled = anc[anc.delivered_kw.notna()]
+    assert ledger[ledger.counterparty == "iso"].participant.str.startswith("vpp_").all()
+    expected = {
+        "p2p_energy_kwh": trades[trades.layer == 1].energy_kwh.sum(),
+        "l3_energy_kwh": trades[trades.layer == 3].energy_kwh.sum(),
+        "penalties": settled.penalty.sum(),
+        # capacity x clearing price x 5 min x performance score, per settled interval and product
+        "ancillary_revenue": (settled.awarded_kw / 1000 * settled.clearing_price / 12 * settled.performance).sum(),
+        "unmet_flexible_kwh": 0.0,
+        "voltage_violation_minutes": 5.0 * (feeder.groupby("time").n_violations.sum() > 0).sum(),
+        "losses_kwh": feeder.losses_kw.sum() * 300 / 3600,
+        "peak_import_kw": feeder.groupby("time").p_head_kw.sum().max(),
+        "v_max_pu": feeder.v_max_pu.max(),
+        "v_min_pu": feeder.v_min_pu.min(),
+        "nonconverged_steps": 0,
+        "corrective_actions": len(corrective),
+        "prosumers": 12,
+    }
+    for key, value in expected.items():
+        assert on_disk[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert on_disk["ancillary_revenue"] > 0 and on_disk["p2p_energy_kwh"] > 0, "the run must trade and earn"
+    assert steps.unmet_flex_kwh.sum() == 0.0
 
 
 def test_a_failing_federate_stops_the_run_with_its_name(tmp_path, monkeypatch):

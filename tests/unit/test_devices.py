@@ -1,4 +1,5 @@
-"""Device configs reject infeasible input; profiles are seeded, physical and scaled as documented."""
+"""Device configs reject infeasible input and compute what they promise (reserve floor, export credit); profiles
+are seeded, physical and scaled as documented."""
 
 from __future__ import annotations
 
@@ -121,3 +122,28 @@ def test_forecast_error_has_the_configured_spread():
     assert e.mean() == pytest.approx(1.0, abs=0.02)
     assert (e - 1).std() == pytest.approx(0.1, rel=0.1)
     np.testing.assert_array_equal(e, forecast_error(200_000, 300, 0.1, seed=4))
+
+
+def test_battery_floor_is_the_higher_of_its_minimum_and_its_reserve():
+    assert BatteryConfig(capacity_kwh=10, p_max_kw=5, soc_min_frac=0.1, reserve_frac=0.3).floor_frac == 0.3
+    assert BatteryConfig(capacity_kwh=10, p_max_kw=5, soc_min_frac=0.2, reserve_frac=0.05).floor_frac == 0.2
+    default = BatteryConfig(capacity_kwh=10, p_max_kw=5)
+    assert (default.soc_min_frac, default.soc_max_frac, default.floor_frac) == (0.1, 0.95, 0.1)
+
+
+def test_export_credit_is_the_buyback_rate_or_the_retail_rate_under_net_metering():
+    tou = [TouPeriod(start_h=7, price_per_kwh=0.3), TouPeriod(start_h=22, price_per_kwh=0.1)]
+    hours = np.array([0.0, 7.5, 21.9, 22.0, 30.0])  # 30 h = 6:00 next day
+    billing = TariffConfig(retail_tou=tou, buyback_price_per_kwh=0.05)
+    metering = TariffConfig(retail_tou=tou, buyback_price_per_kwh=0.05, net_metering=True)
+    assert [billing.export_price_at(h) for h in hours] == [0.05] * 5
+    np.testing.assert_array_equal(billing.export_price_array(hours), [0.05] * 5)
+    assert [metering.export_price_at(h) for h in hours] == [0.1, 0.3, 0.3, 0.1, 0.1]
+    np.testing.assert_array_equal(metering.export_price_array(hours), [0.1, 0.3, 0.3, 0.1, 0.1])
+
+
+def test_flex_window_may_run_past_midnight_but_not_beyond_its_limit():
+    overnight = FlexLoadConfig(name="ev", energy_kwh=10, earliest_h=18, deadline_h=31, p_max_kw=7)
+    assert overnight.deadline_h - overnight.earliest_h == 13
+    with pytest.raises(ValidationError, match="deadline|window"):
+        FlexLoadConfig(name="ev", energy_kwh=1, earliest_h=10, deadline_h=10, p_max_kw=7)

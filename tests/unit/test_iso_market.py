@@ -16,7 +16,7 @@ from federates.iso.ancillary_market import (
 )
 from federates.iso.prices import load_price_csv, load_requirement_csv, price_at
 
-SPP_CSV = Path("/work/shared/data/spp_ancillary_prices_2022-02-02_03.csv")
+SPP_CSV_NAME = "spp_ancillary_prices_2022-02-02_03.csv"  # in the shared reference data (tests/conftest.py)
 HEADER = "interval_ending,reg_up,reg_down,spin,supp"
 
 
@@ -28,8 +28,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 # --- price files -------------------------------------------------------------------------------------
 
-def test_real_spp_file_loads_with_hour_ending_semantics():
-    df = load_price_csv(SPP_CSV)
+def test_real_spp_file_loads_with_hour_ending_semantics(shared_data):
+    df = load_price_csv(shared_data / SPP_CSV_NAME)
     assert list(df.columns) == ["reg_up", "reg_down", "spin", "supp"]
     assert len(df) == 48 and df.attrs["interval_s"] == 3600.0
     assert df.loc["2022-02-02 08:00", "reg_up"] == pytest.approx(27.6522)

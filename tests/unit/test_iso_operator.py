@@ -13,21 +13,23 @@ def _offer(vpp, kw, price, baseline=5.0, slot=1):
 
 
 def test_cheap_vpp_offer_is_awarded_and_settled_against_its_baseline():
-    iso = IsoOperator(IsoConfig(requirement_kw={"reg_up": 300.0, "reg_down": 300.0, "spin": 300.0}),
-                      ["vpp_a"], datetime(2024, 6, 21), 3600, seed=1)
+    # a multiplier other than both the config default (10) and settle_interval's default (2): the operator
+    # must pass on the one it was configured with
+    cfg = IsoConfig(requirement_kw={"reg_up": 300.0, "reg_down": 300.0, "spin": 300.0}, penalty_multiplier=7.0)
+    iso = IsoOperator(cfg, ["vpp_a"], datetime(2024, 6, 21), 3600, seed=1)
     clearing = iso.clear(1, [_offer("vpp_a", {"reg_up": 100.0}, {"reg_up": 0.0})])
     assert clearing.awards["vpp_a"]["reg_up"] == pytest.approx(100.0)
     assert clearing.prices["reg_up"] > 0
-    # interval 3 is in slot 1; find the regulation signal and deliver exactly what is asked
-    reg, _ = iso.signal(3)
-    asked = 100.0 * max(reg, 0.0)
-    settlement, required, delivered = iso.settle(3, "vpp_a", 5.0 + asked, credit_kwh=0.0)
+    # an interval of slot 1 in which the regulation signal asks for up delivery
+    interval = next(i for i in range(3, 6) if iso.signal(i)[0] > 0.1)
+    asked = 100.0 * iso.signal(interval)[0]
+    settlement, required, delivered = iso.settle(interval, "vpp_a", 5.0 + asked, credit_kwh=0.0)
     assert required["reg_up"] == pytest.approx(asked) and delivered["reg_up"] == pytest.approx(asked)
     assert settlement.total_penalty == pytest.approx(0.0)
     # delivering nothing while asked costs a penalty of shortfall x price x multiplier x 5 min
-    if asked > 0:
-        s2, _, _ = iso.settle(3, "vpp_a", 5.0, credit_kwh=0.0)
-        assert s2.penalty["reg_up"] == pytest.approx(asked / 1000 * clearing.prices["reg_up"] * 2.0 / 12)
+    s2, _, _ = iso.settle(interval, "vpp_a", 5.0, credit_kwh=0.0)
+    assert s2.penalty["reg_up"] == pytest.approx(asked / 1000 * clearing.prices["reg_up"] * 7.0 / 12)
+    assert s2.penalty["reg_up"] > 0 and s2.performance_score["reg_up"] == pytest.approx(0.0)
 
 
 def test_layer3_credit_counts_as_delivery():

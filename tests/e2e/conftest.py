@@ -1,0 +1,38 @@
+"""Short real runs shared by the end-to-end modules that only read their results: tests/e2e/small.yaml, and one
+hour of configs/scenarios/three_vpps.yaml (where Layer III trades).
+
+Both record every published payload (``HARMONY_RECORD_PAYLOADS=1``, table ``payloads``), so that
+``test_timing.py`` can compare what was published for an interval or slot with what each federate applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from federates.common.config import load_scenario
+from federates.common.helics_shell import RECORD_PAYLOADS_ENV
+from runner.cli import execute
+
+SMALL = Path(__file__).with_name("small.yaml")
+THREE_VPPS = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "three_vpps.yaml"
+
+
+def _run(scenario, run_dir: Path) -> tuple[Path, dict]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(RECORD_PAYLOADS_ENV, "1")
+        figures = execute(scenario, run_dir, show_progress=False)
+    return run_dir, figures
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[Path, dict]:
+    """(run folder, kpis) of tests/e2e/small.yaml: 2 feeders, 12 prosumers, 1.5 h, mode full."""
+    return _run(load_scenario(SMALL), tmp_path_factory.mktemp("e2e") / "small")
+
+
+@pytest.fixture(scope="session")
+def three_vpps_run(tmp_path_factory) -> tuple[Path, dict]:
+    """(run folder, kpis) of the first hour of three_vpps.yaml: 3 feeders, 45 prosumers, Layer III trades."""
+    return _run(load_scenario(THREE_VPPS, ["hours=1"]), tmp_path_factory.mktemp("e2e") / "three_vpps")
