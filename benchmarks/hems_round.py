@@ -68,13 +68,12 @@ def make_fleet(n: int) -> ProsumerFleet:
 def _full_lp(solver: CompiledHems, data: HemsData) -> highspy.HighsLp:
     """The complete LP of ``data`` as plain arrays (what a direct highspy user would pass)."""
     tpl = solver.tpl
-    row_lo, row_hi = tpl.row_lower.copy(), tpl.row_upper.copy()
+    col_lo, col_hi, row_lo, row_hi = (a.copy() for a in tpl.battery(data.battery))
     eq, lb_rows = tpl.row_updates(data)
     row_lo[tpl.eq_rows], row_hi[tpl.eq_rows] = eq, eq
     row_lo[tpl.lb_rows] = lb_rows
     cost = tpl.cost.copy()
     cost[tpl.cost_cols] = tpl.cost_updates(data)
-    col_lo, col_hi = tpl.col_lower.copy(), tpl.col_upper.copy()
     col_lo[tpl.bound_cols], col_hi[tpl.bound_cols] = tpl.bound_updates(data)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = tpl.n_col, tpl.n_row

@@ -150,8 +150,8 @@ def estimate_memory_bytes(scenario: Scenario, prosumers: int) -> int:
     """Rough peak memory of a run: every federate process plus per-tick data of prosumers and federates."""
     ticks = scenario.duration_s // TICK_S + 1
     per_feeder = 3  # feeder, VPP and at least one prosumer federate
-    federates = len(scenario.feeders) * per_feeder + 2 + math.ceil(
-        prosumers / scenario.federation.prosumers_per_federate)
+    size = scenario.federation.prosumers_per_federate or max(1, prosumers // (os.cpu_count() or 1))
+    federates = len(scenario.feeders) * per_feeder + 2 + math.ceil(prosumers / size)
     return federates * PROCESS_BYTES + ticks * (prosumers * PROSUMER_TICK_BYTES + federates * FEDERATE_TICK_BYTES)
 
 

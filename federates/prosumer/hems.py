@@ -381,7 +381,6 @@ class _Template:
         self.col_upper = np.array([highspy.kHighsInf if v.ub is None else v.ub for v in info.columns])
         self.cost = np.asarray(info.c.todense()).ravel()
         self.dt = data.slot_h
-        self.soc_max = data.battery.soc_max_kwh
         self.has_peak = hasattr(m, "peak")
 
         def cols(var):
@@ -398,11 +397,25 @@ class _Template:
         self.r_bal, self.r_soc0 = rows(m.balance), rows(m.soc_dyn)[:1]
         self.r_flex = rows(m.flex_dyn)
         self.r_aup, self.r_adn = rows(m.award_up_c), rows(m.award_dn_c)
+        self.r_upp, self.r_dnp = rows(m.res_up_p), rows(m.res_dn_p)
+        self.r_upe, self.r_dne = rows(m.res_up_e), rows(m.res_dn_e)
         # one index array per kind of update, in the order the vectors are built in CompiledHems
         self.eq_rows = np.concatenate([self.r_bal, self.r_soc0, self.r_flex])
         self.lb_rows = np.concatenate([self.r_aup, self.r_adn])
         self.cost_cols = np.concatenate([self.c_imp, self.c_exp, self.c_rup, self.c_rdn, self.c_soc[-1:]])
         self.bound_cols = np.concatenate([self.c_soc, self.c_flex, self.c_rem, self.c_peak])
+
+    def battery(self, b: BatteryParams) -> tuple[np.ndarray, ...]:
+        """Column and row bounds with this battery's size: p_max bounds ch and dis and caps the reserve power
+        rows, soc_min and soc_max bound the reserve energy rows and the SOC (so one template serves every
+        battery size with the same efficiencies)."""
+        col_upper, row_lower, row_upper = self.col_upper.copy(), self.row_lower.copy(), self.row_upper.copy()
+        col_upper[self.c_ch] = col_upper[self.c_dis] = b.p_max_kw
+        col_upper[self.c_soc] = b.soc_max_kwh
+        row_upper[self.r_upp] = row_upper[self.r_dnp] = b.p_max_kw
+        row_lower[self.r_upe] = b.soc_min_kwh
+        row_upper[self.r_dne] = b.soc_max_kwh
+        return self.col_lower, col_upper, row_lower, row_upper
 
     def row_updates(self, d: HemsData) -> tuple[np.ndarray, np.ndarray]:
         """Equality rows (balance, soc_dyn[0], flex_dyn) and >= rows (awards) right-hand sides."""
@@ -430,7 +443,7 @@ class _Template:
         lo = np.concatenate([d.soc_floor_kwh, np.zeros(2 * nf_h), [d.peak_so_far_kw] * len(self.c_peak)])
         hi = np.concatenate(
             [
-                np.full(len(self.c_soc), self.soc_max),
+                np.full(len(self.c_soc), d.battery.soc_max_kwh),
                 d.flex_max_kw.ravel(),
                 d.flex_rem_max_kwh.ravel(),
                 [highspy.kHighsInf] * len(self.c_peak),
@@ -443,14 +456,17 @@ _TEMPLATES: dict[tuple, _Template] = {}
 
 
 def _structure_key(d: HemsData) -> tuple:
-    return (d.horizon, d.n_flex, d.slot_h, d.battery, d.demand_charge_per_kw > 0, d.demand_charge_per_kw)
+    """What the compiled matrix depends on; the battery's size enters only bounds (see _Template.battery)."""
+    b = d.battery
+    return (d.horizon, d.n_flex, d.slot_h, b.eta_charge, b.eta_discharge, d.demand_charge_per_kw)
 
 
 class CompiledHems:
     """One prosumer's HEMS LP in a persistent ``highspy.Highs``, re-solved warm from the last basis.
 
     The matrix comes from :func:`build_hems_model` through Pyomo's standard-form compiler; models with
-    the same structure (horizon, battery, number of flexible loads, tariff demand charge) share it.
+    the same structure (horizon, slot length, battery efficiencies, number of flexible loads, tariff demand
+    charge) share it, and each prosumer writes its own battery size into the bounds.
     Termination is checked as in :func:`federates.common.solver.solve`: optimal, or raise.
     """
 
@@ -466,8 +482,8 @@ class CompiledHems:
             self.highs.setOptionValue(name, val)
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = tpl.n_col, tpl.n_row
-        lp.col_cost_, lp.col_lower_, lp.col_upper_ = tpl.cost, tpl.col_lower, tpl.col_upper
-        lp.row_lower_, lp.row_upper_ = tpl.row_lower, tpl.row_upper
+        lp.col_cost_ = tpl.cost
+        lp.col_lower_, lp.col_upper_, lp.row_lower_, lp.row_upper_ = tpl.battery(data.battery)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = tpl.a_start, tpl.a_index, tpl.a_value
         self.highs.passModel(lp)

@@ -180,3 +180,29 @@ def test_solver_failure_raises_solver_error():
     d = _arbitrage()
     with pytest.raises(SolverError, match="HEMS model \\(p1\\)"):
         CompiledHems(d, {"simplex_iteration_limit": 0}).solve(d, context="p1")
+
+
+def test_battery_sizes_share_one_template_with_their_own_bounds():
+    """A bigger battery with the same efficiencies reuses the compiled matrix; its LP (bounds included) is
+    exactly what a fresh compile of its own model gives, and a battery-less prosumer's too."""
+    from federates.prosumer.hems import _TEMPLATES
+
+    rng = np.random.default_rng(5)
+    big = BatteryParams(capacity_kwh=13.5, p_max_kw=5.0, eta_charge=0.9, eta_discharge=0.9, soc_min_kwh=1.35,
+                        soc_max_kwh=12.8)
+    small_d = _data(rng.normal(0, 2, 6), rng.uniform(0.1, 0.4, 6), battery=BAT, soc0=1.0)
+    big_d = _data(rng.normal(0, 2, 6), rng.uniform(0.1, 0.4, 6), battery=big, soc0=6.0, terminal=0.1)
+    small = CompiledHems(small_d)
+    n_templates = len(_TEMPLATES)
+    fast = CompiledHems(big_d)
+    assert len(_TEMPLATES) == n_templates and fast.tpl is small.tpl
+    for d in (big_d, _data(rng.normal(0, 2, 6), rng.uniform(0.1, 0.4, 6))):
+        solver = CompiledHems(d)
+        plan = solver.solve(d)
+        lp, ref = solver.highs.getLp(), _Template(d)
+        for got, want in ((lp.row_lower_, ref.row_lower), (lp.row_upper_, ref.row_upper),
+                          (lp.col_lower_, ref.col_lower), (lp.col_upper_, ref.col_upper), (lp.col_cost_, ref.cost),
+                          (lp.a_matrix_.value_, ref.a_value)):
+            np.testing.assert_array_equal(np.asarray(got), want)
+        slow = solve_hems(d)
+        assert _cost(d, plan) == pytest.approx(_cost(d, slow), abs=1e-7)
