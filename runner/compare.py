@@ -15,6 +15,12 @@ Comparison KPIs added to each mode's kpis.json:
   savings shifted to be non-negative);
 - ``penalties_avoided`` (mode full): penalties of ``layer12`` (Layer III off, same seed) minus penalties of
   ``full``; a single run's kpis.json instead settles its own metered delivery without the Layer III credits.
+
+Community batteries (``feeders[i].vpp.community_battery``): when the scenario has any, ``full`` is run once more
+without them (``full_no_community_battery/``, a row of ``comparison.csv``), and ``community_battery_value.csv``
+gives each prosumer's ``community_battery_value``: its ``total_cost`` without the batteries minus with them ($,
++ = the batteries saved it money; their value reaches members through the VPP's revenue sharing, the
+settlement of their energy and the share of their stored energy, :mod:`runner.storage`).
 """
 
 from __future__ import annotations
@@ -79,7 +85,29 @@ def run_all(sc: Scenario, out_dir: Path, execute, *, show_progress: bool = False
     for mode, f in full.items():
         (out_dir / mode / "kpis.json").write_text(json.dumps(f, indent=2, sort_keys=True) + "\n")
     table = pd.DataFrame({m: {c: full[m].get(c, np.nan) for c in COLUMNS} for m in MODES}).T
+    if any(f.vpp.community_battery is not None for f in sc.feeders):
+        row, value = without_community_battery(sc, out_dir, execute, costs["full"], show_progress=show_progress)
+        table.loc[NO_BATTERY] = {c: row.get(c, np.nan) for c in COLUMNS}
+        value.to_csv(out_dir / "community_battery_value.csv")
     table.index.name = "mode"
     table.to_csv(out_dir / "comparison.csv")
     pd.concat(costs, axis=1).to_csv(out_dir / "prosumer_costs.csv")
     return table
+
+
+NO_BATTERY = "full_no_community_battery"
+
+
+def without_community_battery(sc: Scenario, out_dir: Path, execute, with_costs: pd.Series, *,
+                              show_progress: bool = False) -> tuple[dict, pd.DataFrame]:
+    """Run ``full`` without any community battery; return its figures and, per prosumer, total_cost with and
+    without the batteries and ``community_battery_value`` (without - with, $)."""
+    feeders = [f.model_copy(update={"vpp": f.vpp.model_copy(update={"community_battery": None})})
+               for f in sc.feeders]
+    run_dir = out_dir / NO_BATTERY
+    figures = execute(sc.model_copy(update={"mode": "full", "feeders": feeders}), run_dir, show_progress=show_progress)
+    without = pd.read_csv(run_dir / "results" / "prosumer_kpis.csv").set_index("prosumer")["total_cost"]
+    value = pd.DataFrame({"total_cost_with": with_costs, "total_cost_without": without.reindex(with_costs.index)})
+    value["community_battery_value"] = value["total_cost_without"] - value["total_cost_with"]
+    value.index.name = "prosumer"
+    return figures, value

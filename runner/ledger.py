@@ -85,8 +85,7 @@ def revenue_share_entries(ledger: pd.DataFrame, steps: pd.DataFrame, fee_fractio
     """Pass each VPP's net income (after the activation compensation it already paid) to its members
     (``members``: prosumer -> vpp), pro rata to the reserve each member held, less the platform fee."""
     rows = []
-    held = ((steps["reserve_up_kw"] + steps["reserve_down_kw"]) * TICK_H).groupby(steps["prosumer"]).sum() \
-        if len(steps) else pd.Series(dtype=float)
+    held = storage.reserve_held_kwh(steps)
     end = float(steps["time"].max()) + 300 if len(steps) else 0.0
     for vpp, fee in fee_fraction.items():
         mine = [p for p, v in members.items() if v == vpp]
@@ -118,11 +117,13 @@ def topdown_reference(steps: pd.DataFrame, tariff: TariffConfig, start) -> tuple
 
 
 def guarantee_costs(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffConfig, start,
-                    eta: pd.DataFrame | None = None) -> tuple[pd.Series, pd.Series]:
+                    eta: pd.DataFrame | None = None, community: pd.Series | None = None
+                    ) -> tuple[pd.Series, pd.Series]:
     """Per prosumer, (cost in this run, cost of its top-down twin), both as ``runner.results`` defines
     ``total_cost``: $ paid net of everything received minus the value of the change of stored energy
-    (:mod:`runner.storage`; both start from the same stored energy). ``eta``: battery efficiencies per prosumer
-    (default: inferred from the SOC records). Empty without a top-down reference."""
+    (:mod:`runner.storage`; both start from the same stored energy), its share of its VPP's community battery's
+    included (``community``, :func:`runner.storage.community_battery_stored_value`). ``eta``: battery
+    efficiencies per prosumer (default: inferred from the SOC records). Empty without a top-down reference."""
     bill, twin_end = topdown_reference(steps, tariff, start)
     if bill.empty:
         return bill, bill
@@ -135,11 +136,13 @@ def guarantee_costs(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffCon
                          index=bill.index)
 
     paid = -ledger.groupby("participant")["amount"].sum().reindex(bill.index).fillna(0.0)
-    return paid - value(bat["battery_end_kwh"]), bill - value(twin_end)
+    shared = community.reindex(bill.index).fillna(0.0) if community is not None else 0.0
+    return paid - value(bat["battery_end_kwh"]) - shared, bill - value(twin_end)
 
 
 def guarantee_entries(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffConfig, start,
-                      members: dict[str, str], vpps: list[str], eta: pd.DataFrame | None = None) -> pd.DataFrame:
+                      members: dict[str, str], vpps: list[str], eta: pd.DataFrame | None = None,
+                      community: pd.Series | None = None) -> pd.DataFrame:
     """The VPPs' guarantee (item ``guarantee``), every member's cost against its top-down reference
     (:func:`guarantee_costs`), in two stages of :func:`federates.vpp.aggregation.guarantee_transfers`:
 
@@ -149,7 +152,7 @@ def guarantee_entries(ledger: pd.DataFrame, steps: pd.DataFrame, tariff: TariffC
        members' stage-2 payments on to the VPPs whose members receive them (``vpp_a`` -> ``vpp_b`` entries).
 
     Every payment is written for both sides at the end of the run, so the VPPs keep nothing."""
-    cost, reference = guarantee_costs(ledger, steps, tariff, start, eta)
+    cost, reference = guarantee_costs(ledger, steps, tariff, start, eta, community)
     if cost.empty:
         return pd.DataFrame(columns=COLUMNS)
     end = int(steps["time"].max()) + 300  # an integer time, as the recorded entries have
@@ -200,12 +203,19 @@ def _between_vpps(transfers: dict[str, float], members: dict[str, str], end: int
 def build_ledger(frames: dict[str, pd.DataFrame], tariff: TariffConfig, start, fee_fraction: dict[str, float],
                  members: dict[str, str], *, eta: pd.DataFrame | None = None) -> pd.DataFrame:
     """Recorded entries + utility bills + the VPPs' revenue shares + their guarantee (VPPs: the keys of
-    ``fee_fraction``; none in the modes without a market; ``eta``: see :func:`guarantee_costs`)."""
+    ``fee_fraction``; none in the modes without a market; ``eta``: see :func:`guarantee_costs`). The community
+    batteries' energy is in the recorded entries (item ``community_battery_energy``, VPP <-> utility) and so in
+    the revenue shares; their stored energy enters the guarantee as each member's share of it."""
     recorded, steps = frames["ledger"], frames["prosumer_steps"]
+    community = None
+    if len(frames.get("community_battery", ())) and len(steps):
+        prices = storage.stored_energy_prices(tariff, start, steps["time"])
+        community = storage.community_battery_stored_value(frames["community_battery"], steps, members, prices)
     utility = utility_entries(steps, frames["trades"], tariff, start)
     ledger = _concat(recorded, utility)
     ledger = _concat(ledger, revenue_share_entries(ledger, steps, fee_fraction, members))
-    ledger = _concat(ledger, guarantee_entries(ledger, steps, tariff, start, members, sorted(fee_fraction), eta))
+    ledger = _concat(ledger, guarantee_entries(ledger, steps, tariff, start, members, sorted(fee_fraction), eta,
+                                               community))
     return ledger.sort_values("time", kind="stable").reset_index(drop=True)
 
 

@@ -102,3 +102,48 @@ def stored_energy(bat: pd.DataFrame, prices: tuple[float, float]) -> pd.DataFram
     value = stored_energy_value(change, bat["eta_charge"], bat["eta_discharge"], *prices)
     return pd.DataFrame({"battery_start_kwh": bat["battery_start_kwh"], "battery_end_kwh": bat["battery_end_kwh"],
                          "stored_energy_change_kwh": change, "stored_energy_value": value}, index=bat.index)
+
+
+def reserve_held_kwh(steps: pd.DataFrame) -> pd.Series:
+    """Per prosumer: the reserve capacity it held over the run (kW x h, up + down): the weights of the VPP's
+    revenue sharing (:func:`runner.ledger.revenue_share_entries`) and of its community battery's stored energy."""
+    if steps.empty:
+        return pd.Series(dtype=float)
+    return ((steps["reserve_up_kw"] + steps["reserve_down_kw"]) * TICK_H).groupby(steps["prosumer"]).sum()
+
+
+def community_batteries(cb: pd.DataFrame) -> pd.DataFrame:
+    """Per VPP (rows of the ``community_battery`` table, ``p_kw`` > 0 = discharging, ``soc_kwh`` after the
+    interval): its efficiencies and its energy before the first and after the last interval, as
+    :func:`batteries` gives them for the prosumers' batteries."""
+    if cb is None or cb.empty:
+        return pd.DataFrame(columns=["eta_charge", "eta_discharge", "battery_start_kwh", "battery_end_kwh"])
+    s = cb.sort_values("time", kind="stable").groupby("vpp")
+    first, last = s.first(), s.last()
+    b = first["p_kw"]
+    drawn = TICK_H * np.where(b > 0, b / first["eta_discharge"], b * first["eta_charge"])
+    return pd.DataFrame({"eta_charge": first["eta_charge"], "eta_discharge": first["eta_discharge"],
+                         "battery_start_kwh": first["soc_kwh"] + drawn, "battery_end_kwh": last["soc_kwh"]})
+
+
+def community_battery_stored_value(cb: pd.DataFrame, steps: pd.DataFrame, members: dict[str, str],
+                                   prices: tuple[float, float]) -> pd.Series:
+    """Per prosumer ($): its share of the value of the change of its VPP's community battery's stored energy
+    (valued as :func:`stored_energy`), shared like the VPP's revenue: pro rata to the reserve each member held,
+    equally when nobody held any (the non-profit VPP keeps nothing). 0 for members of VPPs without one."""
+    from federates.vpp.aggregation import share_revenue
+
+    names = pd.Index(sorted(members), name="prosumer")
+    out = pd.Series(0.0, index=names)
+    units = community_batteries(cb)
+    if units.empty:
+        return out
+    value = stored_energy(units, prices)["stored_energy_value"]
+    held = reserve_held_kwh(steps)
+    for vpp, v in value.items():
+        mine = [p for p in names if members[p] == vpp]
+        if mine and v:
+            for member, share in share_revenue(float(v), held.reindex(mine).fillna(0.0).to_dict(),
+                                               fee_fraction=0.0).items():
+                out[member] += share
+    return out

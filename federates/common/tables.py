@@ -22,10 +22,17 @@ TABLES: dict[str, tuple[str, ...]] = {
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
                   "delivered_kw", "performance", "penalty", "penalty_without_l3"),
     # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting);
-    # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0)
+    # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0);
+    # community_battery_kw: the VPP's community battery at its bus (+ = discharging; in loads_kw too, negated)
     "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
                      "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "tie_kw",
-                     "message"),
+                     "community_battery_kw", "message"),
+    # the VPPs' community batteries, every 5-min interval (time = its start): p_kw (+ = discharging) =
+    # baseline_kw + delivery_kw (its share of ancillary / Layer III delivery) + corrective_kw, clamped to its
+    # limits; soc_kwh after the interval; its share of the slot's awards (reserve_up_kw, reserve_down_kw); kwh and
+    # efficiencies to value its stored energy (runner/storage.py)
+    "community_battery": ("time", "vpp", "feeder", "p_kw", "soc_kwh", "baseline_kw", "delivery_kw", "corrective_kw",
+                          "reserve_up_kw", "reserve_down_kw", "kwh", "eta_charge", "eta_discharge"),
     "voltages": ("time", "feeder", "prosumer", "v_pu"),
     # topdown_grid_kw / topdown_soc_kwh: the same prosumer in the same interval under top-down (its top-down
     # twin in the market modes, itself in topdown, empty in netmetering): the reference of the VPP's guarantee

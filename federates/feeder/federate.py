@@ -1,6 +1,9 @@
 """Feeder physics federate: applies prosumer injections to OpenDSS and publishes the power-flow state.
 
-Every 5 minutes (phase PHYSICS): read net injections -> set loads -> solve -> record -> publish state.
+Every 5 minutes (phase PHYSICS): read net injections (and the VPP's community battery power, from its setpoints)
+-> set loads -> solve -> record -> publish state. The community battery is a constant-power element at its bus
+(``FeederModel`` injector), so its power is in the power flow, in ``loads_kw`` and in the published
+``community_battery_kw`` that the ISO adds to the members' metered delivery.
 A failed power flow (after the model's one retry) is recorded as it is (converged False, NaN figures) and,
 with ``on_nonconvergence: continue``, published flagged (converged False, the last converged figures, see
 ``FeederStateMsg``); with ``stop`` the feeder raises ``ConvergenceError`` naming itself.
@@ -14,7 +17,7 @@ from dataclasses import replace
 
 from federates.common.errors import ConvergenceError
 from federates.common.helics_shell import Shell
-from federates.common.messages import FeederStateMsg, Injections, L3Result, ViolationMsg
+from federates.common.messages import FeederStateMsg, Injections, L3Result, Setpoints, ViolationMsg
 from federates.common.timebase import TICK_S, Phase
 from federates.common.wiring import FeederFederate, load_federate_config
 from federates.feeder.model import FeederModel, FeederState
@@ -27,10 +30,13 @@ def main(config_path: str) -> None:
     cfg: FeederFederate = load_federate_config(config_path, FeederFederate)
     feeder = cfg.feeder
     tie = cfg.tie_vpp is not None
+    battery_key = f"vpp_{feeder.name}/setpoints"
+    battery = feeder.vpp.community_battery is not None and battery_key in cfg.runtime.subscriptions
+    buses = ([feeder.tie_bus] if tie else []) + ([feeder.vpp.community_battery.bus] if battery else [])
     model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
                         max_control_iterations=feeder.max_control_iterations, strict=feeder.strict,
-                        v_min_pu=feeder.v_min_pu, v_max_pu=feeder.v_max_pu,
-                        injectors=[feeder.tie_bus] if tie else [])
+                        v_min_pu=feeder.v_min_pu, v_max_pu=feeder.v_max_pu, injectors=buses)
+    battery_kw: dict[int, float] = {}
     model.place_prosumers(list(cfg.prosumer_loads.values()), seed=cfg.runtime.seed)
     tie_credit: dict[int, float] = {}
     prosumer_of = {load: p for p, load in cfg.prosumer_loads.items()}
@@ -52,28 +58,37 @@ def main(config_path: str) -> None:
                 # energy credited to our VPP came over the tie from the seller's feeder (and vice versa)
                 tie_kw = tie_credit.pop(step.interval, 0.0) * 3600.0 / TICK_S
                 model.set_injections({model.injectors[0]: tie_kw})
+            cb_kw = 0.0
+            if battery:
+                sp = shell.read(battery_key, Setpoints)
+                if sp is not None:
+                    battery_kw[sp.interval] = sp.community_battery_kw
+                cb_kw = battery_kw.pop(step.interval, 0.0)
+                model.set_injections({model.injectors[-1]: cb_kw})
             state = model.solve()
             members_p_kw = sum(injections.values())
             loads_kw = model.pc_power_kw() if state.converged else float("nan")
-            _record(shell, feeder.name, state, members_p_kw, loads_kw, tie_kw, prosumer_of)
+            _record(shell, feeder.name, state, members_p_kw, loads_kw, (tie_kw, cb_kw), prosumer_of)
             if not state.converged:
                 log.warning("t=%s s: power flow of %s failed: %s", step.tick_start_s, feeder.name, state.message)
                 if feeder.on_nonconvergence == "stop":
                     raise ConvergenceError(f"feeder {feeder.name} at t={step.tick_start_s} s: {state.message} "
                                            "(set on_nonconvergence: continue to flag the step and go on)")
                 state = _flagged(state, model.last_converged)
-            shell.publish(key, _state_message(step, feeder.name, state, members_p_kw, prosumer_of),
+            shell.publish(key, _state_message(step, feeder.name, state, members_p_kw, prosumer_of, cb_kw),
                           target=step.interval)
 
 
-def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float, tie_kw: float,
-            prosumer_of: dict) -> None:
+def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float,
+            injectors_kw: tuple[float, float], prosumer_of: dict) -> None:
     t = shell.time_s - Phase.PHYSICS
+    tie_kw, battery_kw = injectors_kw
     shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
                        v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
                        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw,
                        max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
-                       members_p_kw=members_p_kw, loads_kw=loads_kw, tie_kw=tie_kw, message=state.message)
+                       members_p_kw=members_p_kw, loads_kw=loads_kw, tie_kw=tie_kw, community_battery_kw=battery_kw,
+                       message=state.message)
     for load, v in state.v_pu.items():
         if load in prosumer_of:
             shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)
@@ -94,7 +109,8 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
 
 
-def _state_message(step, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict):
+def _state_message(step, feeder: str, state: FeederState, members_p_kw: float, prosumer_of: dict,
+                   battery_kw: float = 0.0):
     """The wire payload; never NaN (FeederStateMsg refuses it, so a bug here fails in the feeder, not in its
     subscribers)."""
     return FeederStateMsg(
@@ -102,7 +118,7 @@ def _state_message(step, feeder: str, state: FeederState, members_p_kw: float, p
         v_pu={prosumer_of[load]: v for load, v in state.v_pu.items() if load in prosumer_of and math.isfinite(v)},
         v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,
         q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw, max_loading_pct=_finite(state.max_loading_pct),
-        members_p_kw=members_p_kw, message=state.message,
+        members_p_kw=members_p_kw, community_battery_kw=battery_kw, message=state.message,
         violations=[ViolationMsg(kind=v.kind, element=v.element, value=v.value, limit=v.limit,
                                  prosumer=prosumer_of.get(v.element)) for v in state.violations],
     )

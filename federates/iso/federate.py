@@ -58,11 +58,12 @@ def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits
         if state is None:
             continue
         # members_p_kw is the prosumers' meter reading, valid even when the power flow failed (converged False)
-        out = iso.settle(step.interval, vpp, state.members_p_kw, credits.get(vpp, 0.0))
+        metered = state.members_p_kw + state.community_battery_kw  # the VPP's community battery delivers too
+        out = iso.settle(step.interval, vpp, metered, credits.get(vpp, 0.0))
         if out is None:
             continue
         settlement, _, delivered = out
-        alone, _, _ = iso.settle(step.interval, vpp, state.members_p_kw, 0.0)
+        alone, _, _ = iso.settle(step.interval, vpp, metered, 0.0)
         clearing = iso.cleared[slot]
         offer = offers.get(slot, {}).get(vpp)
         for p in settlement.capacity_payment:

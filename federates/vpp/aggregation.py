@@ -19,8 +19,9 @@ from federates.common.errors import ConfigError, SettlementError
 class MemberFlex:
     """What one prosumer offers the VPP for a slot (kW held over the whole slot).
 
-    ``price_per_kwh`` is the member's ask for holding 1 kW of flexibility for 1 hour ($/kW-h, i.e. $/kWh
-    of reserved capacity); 0.02 $/kWh equals 20 $/MW-h.
+    ``price_per_kwh`` is the member's ask for holding 1 kW of up flexibility for 1 hour ($/kW-h, i.e. $/kWh
+    of reserved capacity; 0.02 $/kWh equals 20 $/MW-h), ``down_price_per_kwh`` its ask for down flexibility
+    (None: the same).
     """
 
     member: str
@@ -28,12 +29,18 @@ class MemberFlex:
     down_kw: float
     price_per_kwh: float
     planned_p_kw: float
+    down_price_per_kwh: float | None = None
+
+    @property
+    def down_ask_per_kwh(self) -> float:
+        return self.price_per_kwh if self.down_price_per_kwh is None else self.down_price_per_kwh
 
     def problems(self) -> list[str]:
         """Every invalid field, one line each (empty if valid)."""
         out = [f"member {self.member!r}: {name} = {value!r}; give a finite value >= 0"
                for name, value in (("up_kw", self.up_kw), ("down_kw", self.down_kw),
-                                   ("price_per_kwh", self.price_per_kwh))
+                                   ("price_per_kwh", self.price_per_kwh),
+                                   ("down_price_per_kwh", self.down_ask_per_kwh))
                if not (math.isfinite(value) and value >= 0)]
         if not math.isfinite(self.planned_p_kw):
             out.append(f"member {self.member!r}: planned_p_kw = {self.planned_p_kw!r}; give a finite value")

@@ -23,6 +23,7 @@ from federates.common.messages import (
 )
 from federates.common.timebase import TICK_S, Phase, Step, local_hour
 from federates.common.wiring import VppFederate, load_federate_config
+from federates.vpp.community_battery import energy_settlement
 from federates.vpp.corrective import CorrectiveController
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
@@ -40,7 +41,8 @@ class VppShell:
         self.cfg, self.shell, self.me = cfg, shell, cfg.runtime.name
         self.vpp = CommunityVpp(name=self.me, members=cfg.members, market=cfg.market, config=cfg.vpp,
                                 tariff=cfg.tariff, penalty_multiplier=cfg.penalty_multiplier,
-                                trade_distance=cfg.trade_distance, seed=cfg.runtime.seed,
+                                trade_distance=cfg.trade_distance, trade_premium=cfg.trade_premium,
+                                seed=cfg.runtime.seed,
                                 guard=CorrectiveController(v_min_pu=cfg.v_min_pu, v_max_pu=cfg.v_max_pu))
         self.p_kw: dict[str, float] = {}
         self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
@@ -71,12 +73,23 @@ class VppShell:
             return
         # a failed power flow repeats old voltages (converged False): the guard must not act on them
         v_pu = state.v_pu if state.converged else {}
-        actions = self.vpp.observe(step.interval, v_pu, self.p_kw, state.members_p_kw,
-                                   self.asked_kw.get(step.interval, 0.0))
+        metered = state.members_p_kw + state.community_battery_kw   # what the ISO measures our delivery on
+        actions = self.vpp.observe(step.interval, v_pu, self.p_kw, metered, self.asked_kw.get(step.interval, 0.0))
+        if self.vpp.battery is not None:
+            self._settle_battery(step, state)
         for a in actions:
             self.shell.recorder.add("corrective", time=step.tick_start_s, feeder=self.cfg.feeder,
                                     prosumer=a.prosumer, kind=a.kind, value=a.v_pu,
                                     max_export_kw=a.max_export_kw, max_import_kw=a.max_import_kw)
+
+    def _settle_battery(self, step: Step, state: FeederStateMsg) -> None:
+        """The community battery's energy of the interval just metered, settled with the utility."""
+        hour = self.hour(step.tick_start_s)
+        kwh, amount = energy_settlement(state.community_battery_kw, state.members_p_kw,
+                                        self.cfg.tariff.retail_at(hour), self.cfg.tariff.export_price_at(hour))
+        if kwh > 0:
+            self.shell.recorder.add("ledger", time=step.tick_start_s, participant=self.me, counterparty="utility",
+                                    item="community_battery_energy", energy_kwh=kwh, amount=amount)
 
     def clear_layer1(self, step: Step) -> None:
         submissions = []
@@ -146,8 +159,21 @@ class VppShell:
         self.asked_kw[nxt] = asked
         setpoints = self.vpp.setpoints(nxt, asked)
         self._compensate(nxt, setpoints)
-        self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt,
-                                                             setpoints=setpoints), target=nxt)
+        battery_kw = self._dispatch_battery(nxt)
+        self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt, setpoints=setpoints,
+                                                             community_battery_kw=battery_kw), target=nxt)
+
+    def _dispatch_battery(self, interval: int) -> float:
+        if self.vpp.battery is None:
+            return 0.0
+        p, base, delivery, corrective = self.vpp.dispatch_battery(interval)
+        up, down = self.vpp.battery_reserve.get(interval // 3, (0.0, 0.0))
+        self.shell.recorder.add("community_battery", time=interval * TICK_S, vpp=self.me, feeder=self.cfg.feeder,
+                                p_kw=p, soc_kwh=self.vpp.battery.soc_kwh, baseline_kw=base, delivery_kw=delivery,
+                                corrective_kw=corrective, reserve_up_kw=up, reserve_down_kw=down,
+                                kwh=self.vpp.battery.config.kwh, eta_charge=self.vpp.battery.config.eta_charge,
+                                eta_discharge=self.vpp.battery.config.eta_discharge)
+        return p
 
     def _compensate(self, interval: int, setpoints: dict) -> None:
         """Pay members for the energy they are asked to deliver, at their own cost (before revenue sharing)."""

@@ -1,5 +1,12 @@
 """The community VPP as a plain object: the feeder's P2P platform (Layer I), its ancillary bidder and
-dispatcher (Layer II), its Layer III trader and its voltage guard. No HELICS here; ``federate.py`` drives it.
+dispatcher (Layer II), its Layer III trader, its voltage guard and the operator of its community battery
+(:mod:`federates.vpp.community_battery`). No HELICS here; ``federate.py`` drives it.
+
+Members' asks for holding flexibility (``member_flex``): the expected compensation the VPP will pay them for
+deployed energy (:meth:`CommunityVpp.activation_cost`: up ``max(lambda - export credit, 0)``, down
+``max(price - lambda, 0)`` per kWh) times the expected deployed share of held capacity, so a member long in
+energy asks nothing for reg_down (absorbing costs it only the forgone export credit) and the VPP never offers
+what it expects to pay out more for than it earns.
 
 Revenue rule (non-profit): every cent of ancillary income, net of penalties and the documented platform fee
 (``fee_fraction``), is passed to members pro rata to the reserve capacity they were committed for. Guarantee
@@ -16,10 +23,12 @@ from federates.common.config import MarketConfig, VppConfig
 from federates.common.messages import MemberPlan, SetpointMsg
 from federates.prosumer.devices import TariffConfig
 from federates.vpp.aggregation import MemberFlex, disaggregate
-from federates.vpp.ancillary_bidding import BiddingDecision, BiddingInput, decide_offers
+from federates.vpp.ancillary_bidding import BATTERY, PRODUCTS, BiddingDecision, BiddingInput, OfferModel
+from federates.vpp.community_battery import CommunityBattery
 from federates.vpp.corrective import Action, CorrectiveController
 from federates.vpp.delivery import L3Need, layer3_needs, member_target_kw, required_kw
 from federates.vpp.p2p_market import ClearingResult, Order, Rejection, Submission, clear, screen_orders
+from federates.vpp.preferences import pair_premia
 
 UP_PRODUCTS = ("reg_up", "spin")
 # Members price their flexibility per kWh ACTIVATED; the ISO pays for capacity HELD. The VPP converts with
@@ -46,6 +55,7 @@ class CommunityVpp:
     tariff: TariffConfig
     penalty_multiplier: float
     trade_distance: dict[str, float] = field(default_factory=dict)
+    trade_premium: dict[str, dict[str, float]] = field(default_factory=dict)  # buyer -> seller -> premium per kWh
     seed: int = 0                               # scenario seed: pay_as_bid's tie-break among equal submission times
     plans: dict[int, dict[str, MemberPlan]] = field(default_factory=dict)      # L1 slot -> member -> plan
     awards: dict[int, dict[str, float]] = field(default_factory=dict)          # L2 slot -> product -> kW
@@ -57,6 +67,16 @@ class CommunityVpp:
     last_p_kw: dict[str, float] = field(default_factory=dict)                # latest metered net injection
     headroom_up_kw: dict[str, float] = field(default_factory=dict)           # latest meter-reported headroom
     headroom_down_kw: dict[str, float] = field(default_factory=dict)
+    battery: CommunityBattery | None = None
+    battery_delta_kw: dict[int, float] = field(default_factory=dict)      # interval -> the battery's delivery
+    voltage_state: str | None = None          # "high" / "low": the guard capped an export / import at the last step
+    decisions: dict[int, BiddingDecision] = field(default_factory=dict)        # L2 slot -> the offer model's
+    battery_reserve: dict[int, tuple[float, float]] = field(default_factory=dict)  # L2 slot -> battery up, down
+    offer_model: OfferModel | None = None
+
+    def __post_init__(self):
+        if self.battery is None and self.config.community_battery is not None:
+            self.battery = CommunityBattery(self.config.community_battery)
 
     # ---- Layer I ---------------------------------------------------------------------------------------------
     def clear_layer1(self, submissions: list[Submission], gate_s: float, hour: float) -> Layer1Outcome:
@@ -64,7 +84,8 @@ class CommunityVpp:
         orders, rejections = screen_orders(submissions, gate_s=gate_s, hosts=self.members,
                                            price_floor_per_kwh=floor, price_cap_per_kwh=cap)
         result = clear(orders, self.market.mechanism, price_floor_per_kwh=floor, price_cap_per_kwh=cap,
-                       k=self.market.k, trade_cost_per_kwh=self._trade_costs(orders), seed=self.seed)
+                       k=self.market.k, trade_cost_per_kwh=self._trade_costs(orders), seed=self.seed,
+                       premium_per_kwh=self._trade_premia(orders))
         net: dict[str, float] = {}
         for t in result.trades:
             net[t.buyer] = net.get(t.buyer, 0.0) + t.energy_kwh
@@ -81,42 +102,88 @@ class CommunityVpp:
         return {(b, s): self.market.trade_cost_per_kwh * abs(d.get(b, 0.0) - d.get(s, 0.0))
                 for b in buyers for s in sellers}
 
+    def _trade_premia(self, orders: list[Order]) -> dict[tuple[str, str], float]:
+        """Bilateral product differentiation: the premia members stated for sellers of this slot's book
+        (:mod:`federates.vpp.preferences`); empty when nobody states one."""
+        return pair_premia(self.trade_premium, {o.participant for o in orders if o.side == "buy"},
+                           {o.participant for o in orders if o.side == "sell"})
+
     def take_plans(self, plans: list[MemberPlan]) -> None:
         for plan in plans:
             if plan.member in self.members:
                 self.plans.setdefault(plan.slot, {})[plan.member] = plan
 
     # ---- Layer II --------------------------------------------------------------------------------------------
-    def member_flex(self, l2_slot: int) -> list[MemberFlex]:
+    def member_flex(self, l2_slot: int, hour: float | None = None) -> list[MemberFlex]:
+        """Members' planned flexibility for ``l2_slot``; with ``hour``, asks from the compensation rule (module
+        docstring), else their own price per kWh times the expected deployment."""
         l1_slot, half = divmod(l2_slot, 2)
-        return [MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw,
-                           price_per_kwh=p.price_per_kwh * EXPECTED_DEPLOYMENT, planned_p_kw=p.planned_p_kw[half])
-                for m, p in sorted(self.plans.get(l1_slot, {}).items())]
+        out = []
+        for m, p in sorted(self.plans.get(l1_slot, {}).items()):
+            up_ask = down_ask = p.price_per_kwh
+            if hour is not None:
+                up_ask = max(p.price_per_kwh - self.tariff.export_price_at(hour), 0.0)
+                price = self.tariff.export_price_at(hour) if p.planned_p_kw[half] > 0 else self.tariff.retail_at(hour)
+                down_ask = max(price - p.price_per_kwh, 0.0)
+            out.append(MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw,
+                                  price_per_kwh=up_ask * EXPECTED_DEPLOYMENT, planned_p_kw=p.planned_p_kw[half],
+                                  down_price_per_kwh=down_ask * EXPECTED_DEPLOYMENT))
+        return out
 
     def offers(self, l2_slot: int, hour: float) -> tuple[BiddingDecision, float]:
-        """Offers for ``l2_slot``: members' planned flexibility, each limited by what it can physically
-        deliver now (meter-reported headroom, corrective caps), so the VPP never sells what it cannot give."""
+        """Offers for ``l2_slot`` from the persistent offer model: members' planned flexibility, each limited
+        by what it can physically deliver now (meter-reported headroom, corrective caps), so the VPP never sells
+        what it cannot give, their Layer I overflow and the community battery. Returns the decision and the
+        baseline the VPP declares (members' planned injection + the battery's baseline)."""
         up, down = self.member_capability(l2_slot * 3)
         flex = [replace(f, up_kw=up.get(f.member, 0.0), down_kw=down.get(f.member, 0.0))
-                for f in self.member_flex(l2_slot)]
+                for f in self.member_flex(l2_slot, hour)]
         forecast = self.prices.get(l2_slot - 1) or self.prices.get(l2_slot - 2) or DEFAULT_PRICE_FORECAST
-        decision = decide_offers(BiddingInput(
-            members=flex, price_forecast_per_mw_h=forecast, energy_price_per_kwh=self.tariff.retail_at(hour),
+        if self.offer_model is None:
+            self.offer_model = OfferModel(sorted(self.members))
+        decision = self.offer_model.decide(BiddingInput(
+            members=flex, price_forecast_per_mw_h=forecast, retail_per_kwh=self.tariff.retail_at(hour),
+            export_per_kwh=self.tariff.export_price_at(hour), stored_value_per_kwh=self.stored_value_per_kwh(),
             min_offer_kw=self.config.min_offer_kw, delivery_risk=self.config.delivery_risk,
-            penalty_multiplier=self.penalty_multiplier))
-        baseline = sum(f.planned_p_kw for f in flex)
+            penalty_multiplier=self.penalty_multiplier, **self._battery_input(l2_slot)))
+        self.decisions[l2_slot] = decision
+        baseline = sum(f.planned_p_kw for f in flex) + decision.battery_baseline_kw
         self.baseline_kw[l2_slot] = baseline
         return decision, baseline
 
+    def stored_value_per_kwh(self) -> float:
+        """``w``: a kWh in the community battery is worth the mean retail price of the day (refilling it)."""
+        return sum(self.tariff.retail_at(h + 0.5) for h in range(24)) / 24
+
+    def _battery_input(self, l2_slot: int) -> dict:
+        """The battery's part of the offer model's input for ``l2_slot`` (it starts 900 s after the gate): the
+        state of charge projected over the intervals of the current slot not yet dispatched."""
+        if self.battery is None:
+            return {}
+        c = self.battery.config
+        now = self.decisions.get(l2_slot - 1)
+        up, down = self.battery_reserve.get(l2_slot - 1, (0.0, 0.0))
+        low, high = self.battery.projected_soc(now.battery_baseline_kw if now else 0.0, up, down, 2 * 300 / 3600)
+        return dict(battery_kwh=c.kwh, battery_p_kw=c.kw, battery_soc_kwh=low, battery_soc_high_kwh=high,
+                    eta_charge=c.eta_charge, eta_discharge=c.eta_discharge)
+
     def take_awards(self, l2_slot: int, awarded_kw: dict[str, float], prices: dict[str, float]):
-        """Record the awards and split them over members pro rata to the flexibility each offered."""
+        """Record the awards and split each product's award over who backed its offer (members and battery),
+        pro rata to their contributions; returns the members' (up, down) reserve commitments."""
         self.awards[l2_slot] = dict(awarded_kw)
         self.prices[l2_slot] = dict(prices)
-        flex = self.member_flex(l2_slot)
-        up_total = sum(awarded_kw.get(p, 0.0) for p in UP_PRODUCTS)
-        up = disaggregate(up_total, {f.member: f.up_kw for f in flex}) if up_total > 0 else {}
-        down_total = awarded_kw.get("reg_down", 0.0)
-        down = disaggregate(down_total, {f.member: f.down_kw for f in flex}) if down_total > 0 else {}
+        decision = self.decisions.get(l2_slot)
+        contributions = decision.contributions_kw if decision else {}
+        up: dict[str, float] = {}
+        down: dict[str, float] = {}
+        for p in PRODUCTS:
+            award = awarded_kw.get(p, 0.0)
+            if award <= 0 or not contributions.get(p):
+                continue
+            target = down if p == "reg_down" else up
+            for k, kw in disaggregate(award, contributions[p]).items():
+                target[k] = target.get(k, 0.0) + kw
+        self.battery_reserve[l2_slot] = (up.pop(BATTERY, 0.0), down.pop(BATTERY, 0.0))
         self.reserve[l2_slot] = (up, down)
         return up, down
 
@@ -142,8 +209,16 @@ class CommunityVpp:
     def member_capability(self, interval: int) -> tuple[dict[str, float], dict[str, float]]:
         """Up and down kW each member can deliver in ``interval``: what it offered for the slot, limited by
         the headroom its meter last reported (state of charge, battery power) and by what a corrective cap
-        leaves room for (a member whose export is capped for over-voltage cannot deliver up)."""
+        leaves room for (a member whose export is capped for over-voltage cannot deliver up); the community
+        battery (key :data:`BATTERY`) can move from its baseline as far as its power and energy allow, but not
+        up right after the guard capped an export for over-voltage (nor down after it capped an import)."""
         up, down = {}, {}
+        if self.battery is not None and interval // 3 in self.decisions:
+            up[BATTERY], down[BATTERY] = self.battery.headroom_kw(self.battery_baseline(interval))
+            if self.voltage_state == "high":
+                up[BATTERY] = 0.0
+            elif self.voltage_state == "low":
+                down[BATTERY] = 0.0
         for f in self.member_flex(interval // 3):
             m, p = f.member, self.last_p_kw.get(f.member, 0.0)
             cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
@@ -171,6 +246,7 @@ class CommunityVpp:
             share = disaggregate(asked_kw, up)
         else:
             share = {m: -kw for m, kw in disaggregate(-asked_kw, down).items()}
+        self.battery_delta_kw[interval] = share.get(BATTERY, 0.0)
         out = {}
         for m in self.members:
             delta = share.get(m, 0.0)
@@ -178,6 +254,26 @@ class CommunityVpp:
             if delta or cap_e is not None or cap_i is not None:
                 out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=cap_e, max_import_kw=cap_i)
         return out
+
+    def battery_baseline(self, interval: int) -> float:
+        decision = self.decisions.get(interval // 3)
+        return decision.battery_baseline_kw if decision else 0.0
+
+    def dispatch_battery(self, interval: int) -> tuple[float, float, float, float]:
+        """Commit the community battery for ``interval`` (after :meth:`setpoints`): (p_kw, baseline_kw,
+        delivery_kw, corrective_kw), rule in :mod:`federates.vpp.community_battery`."""
+        if self.battery is None:
+            return 0.0, 0.0, 0.0, 0.0
+        base, delta = self.battery_baseline(interval), self.battery_delta_kw.pop(interval, 0.0)
+        corrective = 0.0
+        if self.config.corrective and not any(v > 0 for v in self.awards.get(interval // 3, {}).values()):
+            dis, ch = self.battery.limits_kw()
+            if self.voltage_state == "high":
+                corrective = -ch - (base + delta)
+            elif self.voltage_state == "low":
+                corrective = dis - (base + delta)
+        p = self.battery.dispatch(interval, base + delta + corrective)
+        return p, base, delta, corrective
 
     def activation_cost(self, interval: int, member: str, delta_kw: float, hour: float) -> float:
         """$ per kWh a member gives up when asked to deliver ``delta_kw`` (documented compensation rule).
@@ -204,5 +300,9 @@ class CommunityVpp:
         self.last_p_kw = dict(p_kw)
         baseline = self.baseline_kw.get(interval // 3)
         if baseline is not None:
+            # the battery's actual power minus its baseline and asked delivery (clamping, corrective) is drift too
             self.last_drift_kw = members_p_kw - baseline - asked_kw
-        return self.guard.update(v_pu, p_kw) if self.config.corrective else []
+        actions = self.guard.update(v_pu, p_kw) if self.config.corrective else []
+        kinds = {a.kind for a in actions}
+        self.voltage_state = "high" if "cap_export" in kinds else "low" if "cap_import" in kinds else None
+        return actions

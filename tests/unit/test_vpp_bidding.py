@@ -12,7 +12,11 @@ from federates.vpp.aggregation import MemberFlex, disaggregate, overflow_kw, sha
 from federates.vpp.ancillary_bidding import (
     BATTERY,
     PRODUCTS,
+    REG_DEPLOYMENT,
+    SPIN_DEPLOYMENT,
     BiddingInput,
+    OfferModel,
+    battery_margin_per_kwh,
     decide_offers,
     physical_capacity_kw,
 )
@@ -63,7 +67,7 @@ def test_hand_case_known_optimum():
     # a (ask 4): reg_up (17-4) beats spin; c (ask 13): reg_up only (17 > 13 > 12.75); d (ask 2): reg_down.
     members = [MemberFlex("a", 80, 0, 0.004, 3.0), MemberFlex("c", 70, 120, 0.013, -1.0),
                MemberFlex("d", 0, 150, 0.002, 5.0)]
-    d = decide_offers(BiddingInput(members, FORECAST, energy_price_per_kwh=0.1))
+    d = decide_offers(BiddingInput(members, FORECAST, retail_per_kwh=0.1))
     assert d.offers_kw == pytest.approx({"reg_up": 150.0, "reg_down": 150.0, "spin": 0.0})
     assert d.contributions_kw["reg_up"] == pytest.approx({"a": 80.0, "c": 70.0})
     assert d.contributions_kw["reg_down"] == pytest.approx({"d": 150.0}) and d.contributions_kw["spin"] == {}
@@ -74,14 +78,73 @@ def test_hand_case_known_optimum():
 
 
 def test_battery_repositions_to_open_the_valuable_direction():
-    # full 100 kWh / 50 kW battery: no charge headroom unless it discharges. reg_down (value 22.1) beats
-    # reg_up (17): discharge 50 kW as baseline, offer 50 kW reg_down, export 50 kW.
-    inp = BiddingInput([], {"reg_up": 20.0, "reg_down": 26.0}, 0.1, battery_kwh=100, battery_p_kw=50,
-                       battery_soc_kwh=100, min_offer_kw=0)
+    # full 100 kWh / 50 kW lossless battery valued at 0.1 $/kWh, export credit 0.1: discharging costs nothing,
+    # so to offer reg_down (value 22.1 $/MW-h) it discharges 50 kW as baseline (exported: dis_x) and offers 50 kW.
+    inp = BiddingInput([], {"reg_up": 20.0, "reg_down": 26.0}, 0.1, export_per_kwh=0.1, battery_kwh=100,
+                       battery_p_kw=50, battery_soc_kwh=100, min_offer_kw=0)
     d = decide_offers(inp)
     assert d.offers_kw == pytest.approx({"reg_up": 0.0, "reg_down": 50.0, "spin": 0.0})
     assert d.contributions_kw["reg_down"] == pytest.approx({BATTERY: 50.0})
     assert d.export_kw == pytest.approx(50.0) and d.down_capacity_kw == pytest.approx(50.0)
+    assert d.battery_baseline_kw == pytest.approx(50.0)
+
+
+# the default tariff's numbers: w = 0.18 stored, export credit 0.04, retail 0.18 (day) / 0.30 (peak)
+TARIFF = dict(export_per_kwh=0.04, stored_value_per_kwh=0.18, eta_charge=0.95, eta_discharge=0.95)
+PRICES = {"reg_up": 20.0, "reg_down": 5.8, "spin": 11.0}
+BAT = dict(battery_kwh=100.0, battery_p_kw=50.0, min_offer_kw=50.0, delivery_risk=0.02, penalty_multiplier=10.0)
+
+
+def test_battery_margins_by_hand():
+    long = BiddingInput([MemberFlex("a", 0, 0, 0.0, 10.0)], PRICES, 0.18, **TARIFF)
+    g = battery_margin_per_kwh(long)
+    # long: an absorbed kWh would have been exported at 0.04 and is worth 0.18 x 0.95 in storage
+    assert g["reg_down"] == pytest.approx(REG_DEPLOYMENT * (0.18 * 0.95 - 0.04))
+    assert g["reg_up"] == pytest.approx(REG_DEPLOYMENT * (0.04 - 0.18 / 0.95))
+    assert g["spin"] == pytest.approx(SPIN_DEPLOYMENT * (0.04 - 0.18 / 0.95))
+    short = BiddingInput([MemberFlex("a", 0, 0, 0.0, -10.0)], PRICES, 0.30, **TARIFF)
+    g = battery_margin_per_kwh(short)
+    assert g["reg_up"] == pytest.approx(REG_DEPLOYMENT * (0.30 - 0.18 / 0.95))
+    assert g["reg_down"] == pytest.approx(REG_DEPLOYMENT * (0.18 * 0.95 - 0.30))
+
+
+def test_long_community_offers_energy_backed_reg_down():
+    # 30 kW surplus, members who would only forgo the export credit when absorbing (down ask 0) and ask 30 $/MW-h
+    # for up; an empty battery cannot back spin; reg_down from members' 40 kW + battery 50 kW room is offered.
+    members = [MemberFlex(f"m{i}", 10.0, 10.0, 0.030, 7.5, down_price_per_kwh=0.0) for i in range(4)]
+    d = decide_offers(BiddingInput(members, PRICES, 0.18, battery_soc_kwh=0.0, **TARIFF, **BAT))
+    assert d.offers_kw["reg_down"] >= 50.0 and d.offers_kw["reg_up"] == 0.0
+    assert d.contributions_kw["reg_down"].get(BATTERY, 0.0) > 0
+    assert d.offer_price_per_mw_h["reg_down"] == 0.0
+
+
+def test_stored_energy_backs_spin_and_the_peak_backs_reg_up():
+    full_long = BiddingInput([MemberFlex("a", 0, 0, 0.0, 0.0)], PRICES, 0.18, battery_soc_kwh=90.0, **TARIFF, **BAT)
+    d = decide_offers(full_long)
+    assert d.offers_kw["spin"] == pytest.approx(50.0) and d.contributions_kw["spin"] == {BATTERY: 50.0}
+    # spin's ask is the battery's expected energy cost: d_spin (w / eta_d - r_out) x 1000 $/MW-h, r_out = export
+    assert d.offer_price_per_mw_h["spin"] == pytest.approx(SPIN_DEPLOYMENT * (0.18 / 0.95 - 0.04) * 1000)
+    peak = BiddingInput([MemberFlex("a", 0, 0, 0.0, -60.0)], PRICES | {"reg_up": 200.0}, 0.30, battery_soc_kwh=90.0,
+                        **TARIFF, **BAT)
+    d = decide_offers(peak)
+    assert d.offers_kw["reg_up"] >= 50.0 and d.contributions_kw["reg_up"].get(BATTERY, 0.0) > 0
+
+
+def test_persistent_model_matches_a_fresh_one_slot_after_slot():
+    rng = np.random.default_rng(5)
+    names = [f"m{i}" for i in range(6)]
+    model = OfferModel(names)
+    built = model.model
+    for _ in range(8):
+        members = [MemberFlex(n, float(rng.uniform(0, 30)), float(rng.uniform(0, 30)), float(rng.uniform(0, 0.03)),
+                              float(rng.uniform(-10, 10)), float(rng.uniform(0, 0.03)))
+                   for n in names if rng.random() < 0.8]
+        inp = BiddingInput(members, {p: float(rng.uniform(0, 30)) for p in PRODUCTS}, float(rng.choice([0.12, 0.3])),
+                           battery_soc_kwh=float(rng.uniform(0, 100)), **TARIFF, **BAT)
+        kept, fresh = model.decide(inp), decide_offers(inp)
+        assert model.model is built
+        assert kept.expected_income == pytest.approx(fresh.expected_income, abs=1e-6)
+        assert kept.offers_kw == pytest.approx(fresh.offers_kw, abs=1e-6)
 
 
 def test_min_offer_size_gives_zero_with_60_kw():
@@ -105,8 +168,8 @@ def _random_input(rng: np.random.Generator) -> BiddingInput:
     e_kwh = float(rng.choice([0.0, 50.0, 200.0]))
     forecast = {p: float(rng.uniform(0, 40)) for p in PRODUCTS}
     soc_kwh, min_kw = float(rng.uniform(0, e_kwh)), float(rng.choice([0, 100]))
-    return BiddingInput(members, forecast, 0.08, battery_kwh=e_kwh, battery_p_kw=e_kwh / 2,
-                        battery_soc_kwh=soc_kwh, min_offer_kw=min_kw)
+    return BiddingInput(members, forecast, 0.08, export_per_kwh=float(rng.choice([0.04, 0.08])),
+                        battery_kwh=e_kwh, battery_p_kw=e_kwh / 2, battery_soc_kwh=soc_kwh, min_offer_kw=min_kw)
 
 
 def test_never_offers_more_than_members_and_battery_can_deliver():
