@@ -10,16 +10,25 @@ UNITS. Powers in kW, energies in kWh, voltages in per unit, Layer I/III prices i
 prices in $/MW-h (as ISOs publish them), times in seconds since the scenario start.
 
 Each payload travels as a JSON string on a HELICS value publication of type ``string``. ``docs/helics_keys.md``
-lists every key, its publisher, its subscribers and its payload.
+lists every key, its publisher, its subscribers and its payload; ``docs/schemas/`` holds each payload's JSON
+Schema (``python -m runner.schemas`` writes them from these classes; a test keeps them in step).
+
+VERSIONING. Every payload carries ``schema_version`` (:data:`SCHEMA_VERSION`, default, so senders may omit it).
+It is raised when a field is removed or renamed or its meaning or unit changes; adding an optional field keeps
+it. A payload of another version is refused on reading, naming both versions.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
+SCHEMA_VERSION = 1  # of every payload below; see VERSIONING above
 
-class Payload(BaseModel):
-    """Base of every wire payload: strict fields, JSON on the wire."""
+
+class Item(BaseModel):
+    """Base of every part of a payload (an order, a plan, a trade): strict fields, JSON on the wire."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,6 +38,12 @@ class Payload(BaseModel):
     @classmethod
     def loads(cls, text: str):
         return cls.model_validate_json(text)
+
+
+class Payload(Item):
+    """Base of every wire payload (one per HELICS key): an :class:`Item` that carries the schema version."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
 
 
 # ---- prosumers -> feeder, VPP -------------------------------------------------------------------------------
@@ -44,7 +59,7 @@ class Injections(Payload):
     down_kw: dict[str, float] = {}
 
 
-class OrderMsg(Payload):
+class OrderMsg(Item):
     order_id: str
     participant: str
     side: str
@@ -61,7 +76,7 @@ class OrderBook(Payload):
     orders: list[OrderMsg]
 
 
-class MemberPlan(Payload):
+class MemberPlan(Item):
     """A prosumer's plan for one Layer I slot and the flexibility it offers its VPP."""
 
     member: str
@@ -81,7 +96,7 @@ class Plans(Payload):
 
 
 # ---- feeder -> VPP, ISO ----------------------------------------------------------------------------------------
-class ViolationMsg(Payload):
+class ViolationMsg(Item):
     kind: str  # "overvoltage" | "undervoltage" | "overload"
     element: str
     value: float
@@ -112,6 +127,7 @@ class FeederStateMsg(Payload):
     losses_kw: float
     max_loading_pct: float
     members_p_kw: float  # metered net injection of all prosumers on the feeder
+    community_battery_kw: float = 0.0  # metered injection of the VPP's community battery (+ = discharging)
     violations: list[ViolationMsg]
     message: str = ""  # why the power flow failed, or notes on a converged one
 
@@ -135,18 +151,21 @@ class ReserveCommitments(Payload):
     down_kw: dict[str, float]
 
 
-class SetpointMsg(Payload):
+class SetpointMsg(Item):
     delta_p_kw: float = 0.0
     max_export_kw: float | None = None
     max_import_kw: float | None = None
 
 
 class Setpoints(Payload):
-    """Setpoints for interval ``interval`` (ancillary delivery + corrective caps). Key ``vpp_<feeder>/setpoints``."""
+    """Setpoints for interval ``interval`` (ancillary delivery + corrective caps) and the power of the VPP's
+    community battery in that interval (+ = discharging; the feeder applies it at the battery's bus). Key
+    ``vpp_<feeder>/setpoints``."""
 
     time_s: float
     interval: int
     setpoints: dict[str, SetpointMsg]
+    community_battery_kw: float = 0.0
 
 
 # ---- VPP <-> ISO -----------------------------------------------------------------------------------------------
@@ -192,7 +211,7 @@ class L3Order(Payload):
     down: list[OrderMsg]
 
 
-class TradeMsg(Payload):
+class TradeMsg(Item):
     buyer: str
     seller: str
     energy_kwh: float
