@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import random
+import secrets
 import socket
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from federates.common.config import ANCILLARY_MODES, P2P_MODES, FeederConfig, Sc
 from federates.common.errors import ConfigError, HarmonyError
 from federates.common.recorder import Recorder
 from federates.common.wiring import (
+    BROKER_KEY_FILE,
     FederateConfig,
     FeederFederate,
     IsoFederate,
@@ -30,9 +33,12 @@ from federates.common.wiring import (
     VppFederate,
     VppMarketFederate,
     check_wiring,
+    read_broker_key,
 )
 from federates.feeder.model import FeederModel
 from federates.prosumer.devices import ProsumerConfig
+from federates.vpp.preferences import trade_premia
+from runner.hosts import Hosts
 from runner.population import make_prosumers
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,7 @@ class PlacedFeeder:
     houses: dict[str, int]
     notes: dict[str, str] = field(default_factory=dict)  # load -> what placement adjusted (Placement.notes)
     shortfall: str = ""  # why fewer prosumers were placed than asked for
+    premia: dict[str, dict[str, float]] = field(default_factory=dict)  # stated premia, buyer -> seller -> $/kWh
 
     def placement_rows(self) -> list[dict]:
         """The ``placement`` table: every prosumer with its load, houses and any placement note, every load not
@@ -68,9 +75,11 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
     """Compile each feeder once, place its prosumers on loads and measure their electrical distance."""
     placed = []
     for feeder in scenario.feeders:
+        battery = feeder.vpp.community_battery if scenario.mode in P2P_MODES else None
         model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
                             max_control_iterations=feeder.max_control_iterations,
-                            injectors=[feeder.tie_bus] if scenario.uses_tie else [])
+                            injectors=([feeder.tie_bus] if scenario.uses_tie else [])
+                            + ([battery.bus] if battery else []))
         placement = model.place_prosumers(feeder.prosumers.placement, seed=scenario.seed)
         if not placement.loads:
             raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
@@ -81,8 +90,11 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
         model.close()
         prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
         distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
+        premia = trade_premia(feeder.prosumers.preferences, [p.name for p in prosumers], seed=scenario.seed,
+                              has_pv={p.name: p.pv is not None for p in prosumers}, distance=distance,
+                              feeder=feeder.name)
         placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
-                                   placement.notes, placement.shortfall))
+                                   placement.notes, placement.shortfall, premia=premia))
     return placed
 
 
@@ -189,6 +201,51 @@ def _bindable(port: int) -> bool:
     return True
 
 
+# ---- sizing: how many prosumers one prosumer federate hosts ---------------------------------------------------
+MIN_PROSUMERS_PER_FEDERATE = 20
+"""Below this a process costs more (start-up ~2 CPU-s, a HELICS barrier member) than it saves in parallel HEMS."""
+FEDERATE_PROCESS_BYTES = 250 * 2**20
+"""Resident memory of a prosumer federate process before its prosumers (Python, Pyomo, HiGHS, HELICS)."""
+PROSUMER_BYTES = 2 * 2**20
+"""Resident memory per hosted prosumer (profiles, two persistent HiGHS LPs: market fleet and top-down twin)."""
+
+
+def machine_cores() -> int:
+    """CPUs this process may run on (the affinity mask, so a container's limit counts)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_prosumer_federates(n_prosumers: int, n_feeders: int, cores: int, memory_bytes: int | None) -> int:
+    """How many prosumer federates to run: one per core (the HEMS rounds run in parallel), at least one per
+    feeder, no more than leaves ``MIN_PROSUMERS_PER_FEDERATE`` each, and no more processes than fit in half
+    the available memory next to the prosumers themselves."""
+    n = min(cores, max(1, n_prosumers // MIN_PROSUMERS_PER_FEDERATE))
+    if memory_bytes is not None:
+        spare = memory_bytes // 2 - n_prosumers * PROSUMER_BYTES
+        n = min(n, max(1, spare // FEDERATE_PROCESS_BYTES))
+    return max(n, n_feeders, 1)
+
+
+def prosumer_federate_size(scenario: Scenario, placed: list[PlacedFeeder]) -> tuple[int, str]:
+    """(prosumers per prosumer federate, a sentence saying how it was chosen): ``federation.prosumers_per_federate``
+    when set, else from this machine's cores and available memory (:func:`auto_prosumer_federates`)."""
+    from runner.preflight import available_memory_bytes
+
+    n_pros = sum(len(p.prosumers) for p in placed)
+    fixed = scenario.federation.prosumers_per_federate
+    if fixed is not None:
+        return fixed, f"{fixed} prosumers per federate, set by federation.prosumers_per_federate"
+    cores, memory = machine_cores(), available_memory_bytes()
+    n_feds = auto_prosumer_federates(n_pros, sum(1 for p in placed if p.prosumers), cores, memory)
+    size = max(1, -(-n_pros // n_feds))
+    mem = f" and {memory / 2**30:.1f} GiB available" if memory is not None else ""
+    return size, (f"up to {size} prosumers per federate, chosen for {cores} cores{mem}; "
+                  "set federation.prosumers_per_federate to override")
+
+
 def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Path,
                      broker_port: int) -> list[FederateConfig]:
     mode = scenario.mode
@@ -207,7 +264,7 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
     for p in placed:
         f = p.feeder.name
         feeder_fed, vpp = f"feeder_{f}", f"vpp_{f}"
-        size = scenario.federation.prosumers_per_federate
+        size = prosumer_federate_size(scenario, placed)[0]
         chunks = [p.prosumers[i:i + size] for i in range(0, len(p.prosumers), size)]
         pfeds = [f"prosumers_{f}_{i}" for i in range(len(chunks))]
         for name, chunk in zip(pfeds, chunks, strict=True):
@@ -219,7 +276,8 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
         tie = scenario.uses_tie
         configs.append(FeederFederate(
             runtime=runtime(feeder_fed, "feeder", [f"{feeder_fed}/state"],
-                            [f"{n}/injections" for n in pfeds] + (["vpp_market/results"] if tie else [])),
+                            [f"{n}/injections" for n in pfeds] + (["vpp_market/results"] if tie else [])
+                            + ([f"{vpp}/setpoints"] if with_vpp and p.feeder.vpp.community_battery else [])),
             feeder=p.feeder, prosumer_loads={q.name: q.load_name for q in p.prosumers},
             injection_keys=[f"{n}/injections" for n in pfeds], tie_vpp=vpp if tie else None))
         if with_vpp:
@@ -236,7 +294,8 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
                 runtime=runtime(vpp, "vpp", pubs, subs), feeder=f, members=members, prosumer_feds=pfeds,
                 market=scenario.market_of(p.feeder), vpp=p.feeder.vpp, tariff=tariff,
                 penalty_multiplier=scenario.iso.penalty_multiplier, l3_enabled=with_l3,
-                trade_distance=p.distance, v_min_pu=p.feeder.v_min_pu, v_max_pu=p.feeder.v_max_pu))
+                trade_distance=p.distance, v_min_pu=p.feeder.v_min_pu, v_max_pu=p.feeder.v_max_pu,
+                trade_premium=p.premia))
     if with_iso:
         subs = [f"{v}/offers" for v in vpps] + [f"feeder_{p.feeder.name}/state" for p in placed]
         subs += ["vpp_market/results"] if with_l3 else []
@@ -251,17 +310,19 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
 
 
 def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str, broker_port: int,
-                     portable_root: Path | None = None) -> Path:
+                     portable_root: Path | None = None, external: Sequence[str] = (), broker_options: str = "") -> Path:
     """Write ``out_dir/federates/<name>.json`` per federate and ``out_dir/federation.json`` for ``helics run``.
 
     With ``portable_root`` every path inside is written relative to the config files, so the folder can be
-    committed and run from any checkout.
+    committed and run from any checkout. Federates named in ``external`` are run by someone else: they get no
+    entry (and no config file), but the broker still waits for them and ``federation.json`` lists them under
+    ``external`` (``runner.external`` writes what they need).
     """
     fed_dir = out_dir / "federates"
     fed_dir.mkdir(parents=True, exist_ok=True)
     entries = [{"name": "broker", "directory": ".", "host": "localhost",
-                "exec": f"helics_broker -f {len(configs)} --port={broker_port} --loglevel=warning"}]
-    for cfg in configs:
+                "exec": f"helics_broker -f {len(configs)} --port={broker_port} --loglevel=warning{broker_options}"}]
+    for cfg in (c for c in configs if c.runtime.name not in external):
         path = fed_dir / f"{cfg.runtime.name}.json"
         data = json.loads(cfg.model_dump_json())
         if portable_root is not None:
@@ -270,7 +331,8 @@ def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str,
         entries.append({"name": cfg.runtime.name, "directory": ".", "host": "localhost",
                         "exec": f"python -m {KIND_MODULE[cfg.runtime.kind]} --config federates/{path.name}"})
     target = out_dir / "federation.json"
-    target.write_text(json.dumps({"name": name, "federates": entries}, indent=2) + "\n")
+    extra = {"external": list(external)} if external else {}  # `helics run` reads only name and federates
+    target.write_text(json.dumps({"name": name, "federates": entries, **extra}, indent=2) + "\n")
     return target
 
 
@@ -278,6 +340,8 @@ def _relativise(data, base: Path) -> None:
     """Rewrite absolute paths inside a config dict relative to ``base`` (the config file's folder)."""
     runtime = data["runtime"]
     runtime["out_dir"] = os.path.relpath(runtime["out_dir"], base)
+    if runtime.get("broker_key_file"):
+        runtime["broker_key_file"] = os.path.relpath(runtime["broker_key_file"], base)
     if "feeder" in data and isinstance(data["feeder"], dict):
         data["feeder"]["master"] = os.path.relpath(data["feeder"]["master"], base)
     iso = data.get("iso")
@@ -287,13 +351,98 @@ def _relativise(data, base: Path) -> None:
                 iso[key] = os.path.relpath(iso[key], base)
 
 
-def build(scenario: Scenario, out_dir: Path, *, broker_port: int | None = None,
-          portable: bool = False, results_dir: Path | None = None) -> tuple[Path, list[FederateConfig], list]:
-    """Place prosumers, make every federate's config, check the wiring and write the federation."""
+def write_broker_key(out_dir: Path) -> Path:
+    """A new random broker key for this run in ``out_dir/broker_key.json``, readable only by its owner (0600).
+
+    The broker reads it with ``--config`` and every federate in its own process (``core_init_string``), so the
+    key is never on a command line, where any local user could read it; a process without it is refused by the
+    broker ("broker key does not match") and so cannot read the prosumers' injections and headroom.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / BROKER_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an earlier build keeps its old mode through O_CREAT
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"brokerkey": secrets.token_hex(16)}) + "\n")
+    return path
+
+
+def broker_options(hosts: Hosts | None, key_file: Path | None) -> str:
+    """What the broker's command line adds: the interface it listens on (multi-host) and its key file (read
+    relative to the build folder, where the broker runs)."""
+    options = f" --local_interface=tcp://{hosts.broker_interface}" if hosts is not None else ""
+    return options + (f" --config={key_file.name}" if key_file is not None else "")
+
+
+def join_settings(configs: list[FederateConfig], hosts: Hosts | None, assignment: dict[str, list[str]],
+                  key_file: Path | None) -> None:
+    """Give every federate the run's key file and, on a multi-host run (``assignment``: host -> federates), the
+    broker's address and its own host's address to listen on."""
+    host_of = {name: host for host, names in assignment.items() for name in names}
+    for cfg in configs:
+        cfg.runtime.broker_key_file = key_file
+        if cfg.runtime.name in host_of:
+            cfg.runtime.broker_address = hosts.broker_address
+            cfg.runtime.interface = hosts.hosts[host_of[cfg.runtime.name]].address
+
+
+def write_host_federations(federation_json: Path, hosts: Hosts, assignment: dict[str, list[str]]) -> dict[str, Path]:
+    """Split ``federation.json`` into ``<host>/federation.json`` per host, each run with ``helics run --path`` on
+    its host (the broker's host also starts the broker). The entries run from the build folder, as before, so
+    every host needs a copy of it (with ``broker_key.json``, mode 0600). ``federation.json`` itself is removed:
+    no single machine runs the whole federation."""
+    data = json.loads(federation_json.read_text())
+    entries = {e["name"]: e for e in data["federates"]}
+    paths = {}
+    for host, names in assignment.items():
+        mine = (["broker"] if host == hosts.broker.host else []) + [n for n in names if n in entries]
+        runner = dict(data, name=f"{data['name']}@{host}", host=host,  # "host" marks it for `harmony collect`
+                      federates=[dict(entries[n], directory="..", host=host) for n in mine])
+        folder = federation_json.parent / host
+        folder.mkdir(exist_ok=True)
+        paths[host] = folder / "federation.json"
+        paths[host].write_text(json.dumps(runner, indent=2) + "\n")
+    federation_json.unlink()
+    return paths
+
+
+def _key_for_external(paths: list[Path], key_file: Path) -> None:
+    """An outside federate is built for the run too: its spec's core init string carries the key (and the spec
+    becomes readable only by its owner, like the key file)."""
+    key = read_broker_key(key_file)
+    for path in paths:
+        spec = json.loads(path.read_text())
+        spec["broker"]["core_init"] += f" --brokerkey={key}"
+        path.write_text(json.dumps(spec, indent=1) + "\n")
+        path.chmod(0o600)
+
+
+def build(scenario: Scenario, out_dir: Path, *, broker_port: int | None = None, portable: bool = False,
+          results_dir: Path | None = None, external: Sequence[str] = (), hosts: Hosts | None = None,
+          broker_key: bool = True) -> tuple[Path, list[FederateConfig], list]:
+    """Place prosumers, make every federate's config, check the wiring and write the federation; for each
+    federate named in ``external``, ``out_dir/external/<name>.json`` instead of its entry (``runner.external``).
+
+    ``broker_key`` (default): a new key for this run in ``out_dir/broker_key.json`` (:func:`write_broker_key`).
+    ``hosts``: one ``out_dir/<host>/federation.json`` per host instead of ``out_dir/federation.json``
+    (:func:`write_host_federations`); the returned path is then the broker host's.
+    """
+    from runner.external import check_external, write_external
+
     out_dir = out_dir.resolve()
-    port = broker_port or scenario.federation.broker_port
+    port = broker_port or (hosts.broker.port if hosts else None) or scenario.federation.broker_port
     placed = place(scenario)
     configs = federate_configs(scenario, placed, (results_dir or out_dir).resolve(), port)
+    check_external(configs, external)
+    assignment = hosts.assign([c.runtime.name for c in configs if c.runtime.name not in external]) if hosts else {}
+    key_file = write_broker_key(out_dir) if broker_key else None
+    join_settings(configs, hosts, assignment, key_file)
     path = write_federation(configs, out_dir, name=scenario.name, broker_port=port,
-                            portable_root=out_dir if portable else None)
+                            portable_root=out_dir if portable else None, external=external,
+                            broker_options=broker_options(hosts, key_file))
+    specs = write_external(configs, external, out_dir, federation=scenario.name, broker_port=port)
+    if key_file is not None:
+        _key_for_external(specs, key_file)
+    if hosts is not None:
+        path = write_host_federations(path, hosts, assignment)[hosts.broker.host]
     return path, configs, placed

@@ -102,11 +102,11 @@ def _clear_outputs(path: Path, kind: str) -> None:
 def _names(run_dir: Path) -> list[str]:
     """Federate names (and ``broker``) of the federation.json in ``run_dir`` or, for a multi-host build
     (``harmony build --hosts``), of every ``run_dir/<host>/federation.json``; empty if there is none."""
-    runners = [run_dir / "federation.json"]
-    if not runners[0].is_file():
-        runners = sorted(run_dir.glob("*/federation.json"))
     try:
-        return [str(f["name"]) for path in runners for f in json.loads(path.read_text())["federates"]]
+        if (run_dir / "federation.json").is_file():
+            return [str(f["name"]) for f in json.loads((run_dir / "federation.json").read_text())["federates"]]
+        hosts = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("*/federation.json"))}
+        return [str(f["name"]) for folder, h in hosts.items() if h.get("host") == folder for f in h["federates"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 

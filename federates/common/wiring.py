@@ -7,6 +7,7 @@ followed by ``/`` and the topic, e.g. ``prosumers_suburb_0/injections`` (see ``d
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,9 @@ class Runtime(Model):
     name: str
     kind: Literal["feeder", "prosumer", "vpp", "iso", "vpp_market"]
     broker_port: int
+    broker_address: str = "127.0.0.1"        # where the broker listens (its host's address on multi-host runs)
+    interface: str | None = None             # this federate's host address, its core listens there (None: local)
+    broker_key_file: Path | None = None      # JSON {"brokerkey": ...} (mode 0600) the broker requires; None: no key
     log_level: str = "warning"
     start: datetime
     duration_s: int
@@ -73,6 +77,7 @@ class VppFederate(Model):
     penalty_multiplier: float
     l3_enabled: bool
     trade_distance: dict[str, float] = Field(default_factory=dict)   # prosumer -> electrical distance (pu drop)
+    trade_premium: dict[str, dict[str, float]] = Field(default_factory=dict)  # buyer -> seller -> premium per kWh
     v_min_pu: float = 0.95                   # the feeder's service voltage range, kept by corrective setpoints
     v_max_pu: float = 1.05
 
@@ -113,6 +118,37 @@ def check_wiring(configs: list[FederateConfig]) -> None:
         raise WiringError(problems, "federation wiring")
 
 
+BROKER_KEY_FILE = "broker_key.json"  # in the build folder: {"brokerkey": "<hex>"}, mode 0600, read by broker and cores
+
+
+def read_broker_key(path: Path) -> str:
+    """The broker key in ``path`` (written by ``harmony build``/``run``); WiringError naming the file if unusable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise WiringError(f"cannot read the broker key {path}: {exc.strerror}; copy the build folder's "
+                          f"{BROKER_KEY_FILE} with it (keeping mode 0600), or rebuild", "broker key") from None
+    except ValueError:
+        data = None
+    key = data.get("brokerkey") if isinstance(data, dict) else None
+    if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+        raise WiringError(f"{path} holds no broker key: expected {{\"brokerkey\": \"<text without spaces>\"}}; "
+                          "rebuild with `harmony build`", "broker key")
+    return key
+
+
+def core_init_string(runtime: Runtime) -> str:
+    """The zmq core's options: the broker's address and port, the interface this core listens on (its host's
+    address on a multi-host run; HELICS' default, localhost, otherwise) and the run's broker key, without which
+    the broker refuses the connection. The key is read here, in-process, so it never appears on a command line."""
+    options = ["--federates=1", f"--broker_address=tcp://{runtime.broker_address}:{runtime.broker_port}"]
+    if runtime.interface:
+        options.append(f"--local_interface=tcp://{runtime.interface}")
+    if runtime.broker_key_file is not None:
+        options.append(f"--brokerkey={read_broker_key(runtime.broker_key_file)}")
+    return " ".join(options)
+
+
 def load_federate_config(path: str | Path, cls: type[Model]) -> Model:
     """Read a federate's JSON config (written by ``harmony build``); relative paths are relative to the file."""
     path = Path(path).resolve()
@@ -120,6 +156,9 @@ def load_federate_config(path: str | Path, cls: type[Model]) -> Model:
     out_dir = cfg.runtime.out_dir
     if not out_dir.is_absolute():
         cfg.runtime.out_dir = (path.parent / out_dir).resolve()
+    key_file = cfg.runtime.broker_key_file
+    if key_file is not None and not key_file.is_absolute():
+        cfg.runtime.broker_key_file = (path.parent / key_file).resolve()
     feeder = getattr(cfg, "feeder", None)
     if isinstance(feeder, FeederConfig) and not feeder.master.is_absolute():
         feeder.master = (path.parent / feeder.master).resolve()
