@@ -73,10 +73,26 @@ def resolve_scenario(scenario: str | None, hours, seed, feeder, overrides, mode=
         sc = load_scenario(path, sets)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems, exc.source) from None
+    if feeder is not None:
+        sc = _without_old_feeder_battery(sc, sets)
     problems += preflight(sc)
     if problems:
         raise ConfigError(problems, str(path.resolve()))
     return sc
+
+
+def _without_old_feeder_battery(sc: Scenario, sets: list[str]) -> Scenario:
+    """``--feeder`` swaps the first feeder's model: a community battery placed at a bus of the old model is not
+    placed (said on stderr) unless ``--set`` gave it a bus of the new one."""
+    battery = sc.feeders[0].vpp.community_battery
+    if battery is None or any(s.startswith("feeders.0.vpp.community_battery") for s in sets):
+        return sc
+    click.echo(f"note: --feeder replaces the model of feeders.0 ({sc.feeders[0].name}); its community battery at "
+               f"bus {battery.bus!r} of the old model is not placed. Give it a bus of the new feeder with "
+               "--set feeders.0.vpp.community_battery.bus=BUS to keep it", err=True)
+    vpp = sc.feeders[0].vpp.model_copy(update={"community_battery": None})
+    first = sc.feeders[0].model_copy(update={"vpp": vpp})
+    return sc.model_copy(update={"feeders": [first, *sc.feeders[1:]]})
 
 
 @click.group()

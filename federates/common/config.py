@@ -47,6 +47,23 @@ class MarketConfig(Model):
     )
 
 
+class CommunityBatteryConfig(Model):
+    """A battery owned and run by the feeder's community VPP, connected at one bus of the feeder (issue #15).
+
+    The VPP dispatches it: its baseline stores the community's surplus and covers its deficit, it backs
+    ancillary offers (reg_down while the community is long, spin and reg_up from its stored energy), delivers
+    deployments and Layer III trades, and absorbs (discharges) at over- (under-) voltage. Its power enters the
+    feeder's power flow at ``bus`` and the VPP's metered delivery; its energy is settled with the utility and
+    passed to the members with the VPP's revenue."""
+
+    kwh: float = Field(gt=0.0, description="usable energy capacity, kWh")
+    kw: float = Field(gt=0.0, description="charge and discharge power limit, kW")
+    bus: str = Field(min_length=1, description="OpenDSS bus it connects to (all its phases)")
+    soc_init_frac: float = Field(0.5, ge=0.0, le=1.0, description="state of charge at the start, share of kwh")
+    eta_charge: float = Field(0.95, gt=0.0, le=1.0, description="share of the energy drawn that is stored")
+    eta_discharge: float = Field(0.95, gt=0.0, le=1.0, description="share of the energy taken out that is delivered")
+
+
 class VppConfig(Model):
     """The feeder's community VPP (Layer II)."""
 
@@ -55,6 +72,47 @@ class VppConfig(Model):
     delivery_risk: float = Field(0.02, ge=0.0, le=1.0,
                                  description="expected fraction of an award not delivered (prices offers)")
     corrective: bool = True
+    community_battery: CommunityBatteryConfig | None = Field(
+        None, description="a battery run by the VPP on the feeder ({kwh, kw, bus}); null: none")
+
+
+class PreferenceConfig(Model):
+    """Prosumers' stated preferences in the bilateral P2P market (product differentiation, issue #15).
+
+    A premium is what a buyer is willing to pay per kWh above its limit price for energy from a seller of a
+    class; premia of the classes a seller belongs to add up. Only the ``bilateral`` and ``bilateral_admm``
+    mechanisms honour them (federates/vpp/preferences.py, federates/vpp/p2p_market.py)."""
+
+    share: float = Field(0.0, ge=0.0, le=1.0, description="seeded share of the feeder's prosumers that hold the "
+                         "class premia below (the same prosumers in every mode and run of a seed)")
+    pv_premium_per_kwh: float = Field(0.0, ge=0.0, description="a holder's premium for energy from a seller with PV")
+    near_premium_per_kwh: float = Field(0.0, ge=0.0, description="a holder's premium for energy from a near seller")
+    near_distance_pu: float = Field(
+        0.005, ge=0.0, description="a seller is near when its electrical distance (base-case voltage drop from the "
+        "substation, pu, as the network charge uses) differs from the buyer's by at most this")
+    named: dict[str, dict[str, float]] = Field(
+        {}, description="premia of named prosumers for named sellers, {buyer: {seller: premium_per_kwh}}, added to "
+        "any class premium; names as in results/placement.csv (e.g. suburb_p003)")
+
+    @field_validator("named")
+    @classmethod
+    def _named_premia(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        bad = {f"{b} -> {s}": w for b, row in v.items() for s, w in row.items() if w < 0 or b == s}
+        if bad:
+            raise ValueError(f"premia {bad} must be >= 0 and name a seller other than the buyer")
+        return v
+
+    @property
+    def stated(self) -> bool:
+        """Whether any prosumer holds a premium."""
+        classes = self.share > 0 and (self.pv_premium_per_kwh > 0 or self.near_premium_per_kwh > 0)
+        return classes or any(w > 0 for row in self.named.values() for w in row.values())
+
+    @property
+    def largest_premium_per_kwh(self) -> float:
+        """The most a buyer may add for one seller: both class premia plus its largest named premium."""
+        named = max((w for row in self.named.values() for w in row.values()), default=0.0)
+        return self.pv_premium_per_kwh + self.near_premium_per_kwh + named
 
 
 class PopulationConfig(Model):
@@ -76,6 +134,8 @@ class PopulationConfig(Model):
         (6.0, 14.0), description=f"[low, high] EV energy per evening, charged {EV_EARLIEST_H:g}-{EV_DEADLINE_H:g} h "
         f"at up to {EV_P_MAX_KW:g} kW, so high <= {EV_P_MAX_KW * (EV_DEADLINE_H - EV_EARLIEST_H):g}; 0 means no EV")
     dishwasher_share: float = Field(0.5, ge=0.0, le=1.0)
+    preferences: PreferenceConfig = Field(PreferenceConfig(), description="premia prosumers pay for energy from "
+                                          "preferred sellers in the bilateral market (default: none)")
 
     @field_validator("daily_kwh", "pv_kwp", "battery_kwh", "ev_kwh")
     @classmethod
@@ -192,7 +252,9 @@ class VppMarketConfig(Model):
 class FederationConfig(Model):
     """How the federation is split into processes."""
 
-    prosumers_per_federate: int = Field(10, ge=1, description="prosumers hosted by one prosumer federate")
+    prosumers_per_federate: int | None = Field(
+        None, ge=1, description="prosumers hosted by one prosumer federate; null: `harmony build` chooses it "
+        "from the machine's cores and available memory and says so")
     broker_port: int = Field(23404, ge=1024, le=65535,
                              description="broker port for `harmony build`; `harmony run` picks a free one")
     log_level: Literal["error", "warning", "summary", "connections", "debug"] = Field(
@@ -253,6 +315,24 @@ class Scenario(Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"feeder names must be unique, repeated: {dup}")
+        return self
+
+    @model_validator(mode="after")
+    def _preferences(self):
+        """Premia need a bilateral market, and a buyer's premia for one seller must fit in the price band."""
+        bilateral = ("bilateral", "bilateral_admm")
+        wrong = [f"feeders.{i}.prosumers.preferences" for i, f in enumerate(self.feeders)
+                 if f.prosumers.preferences.stated and self.market_of(f).mechanism not in bilateral]
+        if wrong:
+            raise ValueError(f"{wrong} state premia, which only the bilateral market honours; set market.mechanism: "
+                             "bilateral (or bilateral_admm), or remove the premia")
+        band = min(p.price_per_kwh for p in self.tariff.retail_tou) - self.tariff.buyback_price_per_kwh
+        for i, f in enumerate(self.feeders):
+            most = f.prosumers.preferences.largest_premium_per_kwh
+            if most > band:
+                raise ValueError(f"feeders.{i}.prosumers.preferences: a buyer's premia for one seller add up to "
+                                 f"{most:g} per kWh, more than the price band (lowest retail - buy-back = {band:g}); "
+                                 "lower them")
         return self
 
     @model_validator(mode="after")
