@@ -239,7 +239,11 @@ class FeederModel:
         _refuse_run_script(self.master_path)
         self._tmp = tempfile.mkdtemp(prefix="harmony-opendss-")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._tmp, True)
-        self._dss = opendssdirect.dss.NewContext()
+        cwd = os.getcwd()  # a new OpenDSS context changes the process directory to where the library was loaded
+        try:
+            self._dss = opendssdirect.dss.NewContext()
+        finally:
+            os.chdir(cwd)
         self._compile()
         self.injectors = self._add_injectors(injectors)
         self._index_loads()
@@ -522,8 +526,13 @@ class FeederModel:
         return dict(zip((n.lower() for n in d.Circuit.AllNodeNames()), d.Circuit.AllBusMagPu(), strict=True))
 
     def close(self) -> None:
-        """Clear the engine and delete the temporary OpenDSS data folder."""
-        self._dss.Text.Command("clear")
+        """Clear the engine and delete the temporary OpenDSS data folder. OpenDSS's ``clear`` changes the process
+        directory back to where the engine library was first loaded: the caller's is restored."""
+        cwd = os.getcwd()
+        try:
+            self._dss.Text.Command("clear")
+        finally:
+            os.chdir(cwd)
         self._finalizer()
 
     # ------------------------------------------------------------------ solving

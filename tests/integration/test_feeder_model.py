@@ -479,3 +479,16 @@ def test_iteration_limits_from_the_scenario_reach_the_engine():
     model = FeederModel(IEEE13, max_iterations=37, max_control_iterations=23)
     d = model._dss
     assert (d.Solution.MaxIterations(), d.Solution.MaxControlIterations()) == (37, 23)
+
+
+def test_the_callers_directory_survives_a_model(tmp_path, monkeypatch):
+    # OpenDSS moves the process back to the folder it was first loaded in when a context is made or cleared:
+    # a notebook that changed folder after importing it must stay where it is.
+    import opendssdirect  # noqa: F401 - loaded here, in the folder pytest started in
+
+    monkeypatch.chdir(tmp_path)
+    model = FeederModel(IEEE13)
+    assert os.getcwd() == str(tmp_path)
+    assert model.solve().converged
+    model.close()
+    assert os.getcwd() == str(tmp_path)
