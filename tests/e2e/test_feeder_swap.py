@@ -202,6 +202,7 @@ def run_delta(run_dir: Path, *extra: str):
             "run", "--out", str(run_dir), "--hours", "0.5", "--mode", "layer12", "--seed", "1", "--quiet",
             "--set", "start=2024-06-21T17:30:00", "--set", "federation.prosumers_per_federate=20",
             "--set", "feeders.1.prosumers.placement=4", "--set", f"feeders.1.master={absurd_master(run_dir.parent)}",
+            "--set", "feeders.1.vpp.community_battery=null",
             "--feeder", str(DELTA), *extra])
 
 

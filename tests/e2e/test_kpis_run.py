@@ -172,18 +172,23 @@ def test_stored_energy_is_valued_into_total_cost(runs, mode):
         value = change / b["eta_c"] * MEAN_RETAIL if change < 0 else change * b["eta_d"] * 0.04
         assert per.loc[name, "stored_energy_change_kwh"] == pytest.approx(change, abs=1e-9)
         assert per.loc[name, "stored_energy_value"] == pytest.approx(value, abs=1e-9)
-        assert per.loc[name, "total_cost"] == pytest.approx(per.loc[name, "cash_cost"] - value, abs=1e-9)
+        # the community battery's stored energy reaches members through the VPP (0 without one, as in topdown)
+        assert per.loc[name, "total_cost"] == pytest.approx(
+            per.loc[name, "cash_cost"] - value - per.loc[name, "community_battery_stored_value"], abs=1e-9)
         total_change, total_value = total_change + change, total_value + value
     assert kpis["stored_energy_change_kwh"] == pytest.approx(total_change, abs=1e-6)
     assert kpis["stored_energy_value"] == pytest.approx(total_value, abs=1e-6)
-    assert kpis["total_cost"] == pytest.approx(kpis["cash_cost"] - total_value, abs=1e-6)
+    assert kpis["total_cost"] == pytest.approx(
+        kpis["cash_cost"] - total_value - kpis["community_battery_stored_value"], abs=1e-6)
     assert abs(total_change) > 1.0, "the batteries end the span with a different charge: not free"
 
 
 def test_stored_energy_term_changes_the_mode_comparison(runs):
     full, top = ({k: json.loads((runs[m] / "kpis.json").read_text())[k]
-                  for k in ("total_cost", "cash_cost", "stored_energy_value")} for m in ("full", "topdown"))
+                  for k in ("total_cost", "cash_cost", "stored_energy_value", "community_battery_stored_value")}
+                 for m in ("full", "topdown"))
     # the cash comparison silently credits whichever mode drew more on storage; the total_cost one charges it
     cash_gap, total_gap = top["cash_cost"] - full["cash_cost"], top["total_cost"] - full["total_cost"]
-    assert total_gap == pytest.approx(cash_gap + full["stored_energy_value"] - top["stored_energy_value"])
+    stored = {m: f["stored_energy_value"] + f["community_battery_stored_value"] for m, f in (("full", full), ("top", top))}
+    assert total_gap == pytest.approx(cash_gap + stored["full"] - stored["top"])
     assert full["stored_energy_value"] != pytest.approx(top["stored_energy_value"], abs=1e-3)
