@@ -832,23 +832,32 @@ def _ineligible_reason(info: LoadInfo, *, enabled: bool) -> str:
 
 
 def feeder_info(master_path: str | os.PathLike[str]) -> str:
-    """A readable summary: buses, loads (name, bus, phases, kW), base voltages and the voltage range of a
-    base-case solve."""
+    """A readable summary: buses, base voltages, the voltage range of a base-case solve, and every load (name,
+    bus, phases, kW) with whether it can host a prosumer (how many houses it stands for) or why not."""
     model = FeederModel(master_path)
     try:
         d = model._dss
         bases = sorted({round(b, 4) for b in d.Settings.VoltageBases()})
         state = model.solve()
+        loads = model.loads()
+        placement = model.place_prosumers("all", seed=0) if loads else Placement([], {})
+        rows = [(x.name, x.bus, str(x.phases), f"{x.kw:.2f}",
+                 f"yes ({placement.houses.get(x.name, 1)} houses)" if x.name in placement.loads
+                 else f"no: {placement.skipped.get(x.name, 'not eligible')}") for x in loads]
+        head = ("load", "bus", "phases", "kW", "prosumer")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
         lines = [
             f"feeder {d.Circuit.Name()} ({model.master_path})",
-            f"buses: {d.Circuit.NumBuses()}  nodes: {d.Circuit.NumNodes()}  loads: {len(model.loads())}",
+            f"buses: {d.Circuit.NumBuses()}  nodes: {d.Circuit.NumNodes()}  loads: {len(loads)}",
             f"base voltages (kV L-L): {bases}",
             f"base case: converged={state.converged} "
             f"service voltage {state.v_min_pu:.4f}-{state.v_max_pu:.4f} pu, "
             f"head {state.p_head_kw:.1f} kW / {state.q_head_kvar:.1f} kvar, losses {state.losses_kw:.1f} kW",
-            f"{'load':<20} {'bus':<16} {'phases':>6} {'kW':>9}",
+            f"eligible for prosumers: {len(placement.loads)} of {len(loads)} loads "
+            "(residential size: single-phase <= 50 kW or multi-phase <= 30 kW, kW > 0, enabled)",
         ]
-        lines += [f"{x.name:<20} {x.bus:<16} {x.phases:>6} {x.kw:>9.2f}" for x in model.loads()]
+        lines += ["  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                             r[3].rjust(widths[3]), r[4]]) for r in [head, *rows]]
         return "\n".join(lines)
     finally:
         model.close()

@@ -157,7 +157,7 @@ def test_feeder_info_lists_loads_bases_and_voltage_range():
     loads = base_loads(master)
     assert len(loads) == 18
     for name, kw in loads.items():
-        assert re.search(rf"^{re.escape(name)}\s+\S+\s+\d\s+{kw:.2f}$", out, re.MULTILINE), name
+        assert re.search(rf"^{re.escape(name)}\s+\S+\s+\d\s+{kw:.2f}\s+(yes|no)", out, re.MULTILINE), name
     assert "base voltages (kV L-L): [0.48, 4.16]" in out
     found = re.search(r"service voltage ([0-9.]+)-([0-9.]+) pu, head ([0-9.]+) kW .* losses ([0-9.]+) kW",
                       out)

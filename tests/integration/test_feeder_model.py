@@ -492,3 +492,13 @@ def test_the_callers_directory_survives_a_model(tmp_path, monkeypatch):
     assert model.solve().converged
     model.close()
     assert os.getcwd() == str(tmp_path)
+
+
+def test_feeder_info_says_which_loads_can_host_a_prosumer_and_why_not():
+    lines = feeder_info(DELTA).splitlines()
+    assert "eligible for prosumers: 9 of 12 loads" in lines[4]
+    rows = {ln.split()[0]: ln for ln in lines[6:]}
+    assert rows["d_l1"].endswith("yes (8 houses)")
+    assert "no: single-phase 300 kW is above the residential size" in rows["spot_l2"]
+    assert len({ln.index("prosumer" if i == 0 else ("yes" if "yes" in ln else "no:"))
+                for i, ln in enumerate(lines[5:])}) == 1, "the columns are aligned"
