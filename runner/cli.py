@@ -206,15 +206,12 @@ def print_summary(sc: Scenario, run_dir: Path, k: dict) -> None:
 @friendly
 def compare(scenario, out, force, hours, seed, feeder, overrides):
     """Run SCENARIO under all five modes on the same seed; print and write the comparison table."""
-    from runner.compare import run_all
-    from runner.launch import claim_out_dir
+    from runner import api
 
     sc = resolve_scenario(scenario, hours, seed, feeder, overrides)
     out_dir = Path(out or f"runs/{sc.name}-compare").resolve()
-    claim_out_dir(out_dir, "compare", force=force)
-    table = run_all(sc, out_dir, functools.partial(execute, force=force))
-    with_pct = table.copy()
-    click.echo(with_pct.round(3).T.to_string())
+    table = api.compare(sc, out=out_dir, force=force)
+    click.echo((table.round(3) + 0.0).T.to_string())  # + 0.0: no "-0.000" for a zero that came out negative
     click.echo(f"written: {out_dir}/comparison.csv and {out_dir}/<mode>/")
 
 

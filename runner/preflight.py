@@ -4,6 +4,8 @@
 
 * each feeder compiles, its base case (no prosumers) converges, and its prosumers can be placed
   (:func:`runner.build.place`, the builder's own placement);
+* the prosumers' own load, PV and EV files load, resample and cover the run, and each pattern names a prosumer
+  (:func:`runner.profiles.profile_problems`);
 * the ISO price and regulation CSVs load with the loaders the ISO federate uses
   (:mod:`federates.iso.prices`), cover the whole run and hold no negative price in it;
 * the run fits in this machine's memory (an estimate from the span, the prosumers and the processes, against
@@ -24,6 +26,7 @@ from pathlib import Path
 from federates.common.config import PRODUCTS, FeederConfig, Scenario
 from federates.common.errors import ConfigError
 from federates.common.timebase import TICK_S
+from runner.profiles import profile_problems
 
 # Memory estimate (bytes). A federate process with Python, pandas, Pyomo, HELICS and OpenDSS loaded measures
 # 110-125 MB resident before its first step (2026-11-30); HiGHS models and buffers come on top.
@@ -38,13 +41,14 @@ LONGEST_INSIDE = "/parts/prosumers_" + "x" * 40 + "_999/prosumer_steps.csv"    #
 
 def preflight(scenario: Scenario) -> list[str]:
     """Every problem that would make the launched federation fail, found without launching it."""
-    problems, prosumers = [], 0
+    problems, counts = [], []
     for i, feeder in enumerate(scenario.feeders):
         found, count = _feeder_problems(scenario, i, feeder)
         problems += found
-        prosumers += count
+        counts.append(count)
     problems += _csv_problems(scenario)
-    problems += memory_problems(scenario, prosumers)
+    problems += profile_problems(scenario, counts)
+    problems += memory_problems(scenario, sum(counts))
     return problems
 
 

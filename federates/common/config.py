@@ -115,6 +115,32 @@ class PreferenceConfig(Model):
         return self.pv_premium_per_kwh + self.near_premium_per_kwh + named
 
 
+class ProfileConfig(Model):
+    """Time series of one's own for the prosumers whose names match ``match`` (issue #17). A file is CSV (or
+    Parquet, by the suffix .parquet) with columns ``time`` (ISO datetime in the scenario's local time without UTC
+    offset, or seconds since the start) and ``p_kw`` (kW, finite, >= 0) at any resolution, covering the run. Rows
+    finer than 5 minutes are averaged over each 5-minute tick (each value holds until the next row's time); coarser
+    rows are interpolated linearly at each tick's start. Past the run's end, where the HEMS looks 24 h ahead, a
+    file that stops repeats its value of a day earlier (in a run's first day: its last value). The HEMS forecast is
+    the profile times the seeded forecast error, as for generated profiles. `harmony validate` reads every file.
+    """
+
+    match: str = Field(min_length=1, description="prosumer names it applies to, a shell pattern (fnmatch) such as "
+                       "suburb_p00* or suburb_p003; names as in results/placement.csv")
+    load: Path | None = Field(None, description="inflexible load file (time, p_kw); replaces the generated load")
+    pv: Path | None = Field(None, description="PV output file (time, p_kw); replaces the generated PV, and gives "
+                            "PV to a prosumer drawn without")
+    ev: Path | None = Field(None, description="EV charging file (time, p_kw); replaces the drawn (shiftable) EV "
+                            "with charging as given, added to the load (load_kw)")
+
+    @model_validator(mode="after")
+    def _some_file(self):
+        if self.load is None and self.pv is None and self.ev is None:
+            raise ValueError(f"profile for {self.match!r} gives no file; set load, pv and/or ev to a CSV or Parquet "
+                             "file (time, p_kw)")
+        return self
+
+
 class PopulationConfig(Model):
     """How prosumers are generated and placed on the feeder's loads (seeded)."""
 
@@ -136,6 +162,9 @@ class PopulationConfig(Model):
     dishwasher_share: float = Field(0.5, ge=0.0, le=1.0)
     preferences: PreferenceConfig = Field(PreferenceConfig(), description="premia prosumers pay for energy from "
                                           "preferred sellers in the bilateral market (default: none)")
+    profiles: list[ProfileConfig] = Field(
+        [], description="load, PV and EV time series of one's own for prosumers matched by name ([{match, load, pv, "
+        "ev}]); where entries match the same prosumer, the later one's files win")
 
     @field_validator("daily_kwh", "pv_kwp", "battery_kwh", "ev_kwh")
     @classmethod
@@ -479,6 +508,15 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _resolve_profiles(pop: PopulationConfig, where: str, resolve) -> PopulationConfig:
+    if not pop.profiles:
+        return pop
+    files = ("load", "pv", "ev")
+    profiles = [p.model_copy(update={k: resolve(getattr(p, k), f"{where}.profiles.{j}.{k}") for k in files})
+                for j, p in enumerate(pop.profiles)]
+    return pop.model_copy(update={"profiles": profiles})
+
+
 def resolve_paths(scenario: Scenario, base: Path, source: str) -> Scenario:
     """Make every path absolute (relative to ``base``) and check the files exist."""
     problems = []
@@ -491,7 +529,8 @@ def resolve_paths(scenario: Scenario, base: Path, source: str) -> Scenario:
             problems.append(_missing(where, str(p), full))
         return full
 
-    feeders = [f.model_copy(update={"master": resolve(f.master, f"feeders.{i}.master")})
+    feeders = [f.model_copy(update={"master": resolve(f.master, f"feeders.{i}.master"),
+                                    "prosumers": _resolve_profiles(f.prosumers, f"feeders.{i}.prosumers", resolve)})
                for i, f in enumerate(scenario.feeders)]
     iso = scenario.iso.model_copy(update={
         "price_csv": resolve(scenario.iso.price_csv, "iso.price_csv"),

@@ -79,9 +79,11 @@ class LoadConfig(_Strict):
 
     daily_kwh: float = Field(default=10.0, ge=0)
     csv: Path | None = None
+    ev_csv: Path | None = Field(None, description="an EV's charging power (time, p_kw), added to this load as it "
+                                "is: charging that the HEMS cannot shift")
     forecast_error_std: float = Field(default=0.15, ge=0, description="relative std of the forecast")
 
-    @field_validator("csv")
+    @field_validator("csv", "ev_csv")
     @classmethod
     def _csv_exists(cls, v: Path | None) -> Path | None:
         return _check_csv(v)
@@ -267,30 +269,105 @@ def forecast_error(
     return np.clip(1.0 + std * ar1(n_steps, step_s, corr_time_s, rng), 0.0, 2.0)
 
 
-def read_profile_csv(path: Path, start: datetime, n_steps: int, step_s: int) -> np.ndarray:
-    """Interpolate a user CSV (columns ``time``, ``p_kw``) onto the run's timeline (kW, >= 0)."""
-    df = pd.read_csv(path)
+def read_profile_table(path: Path) -> pd.DataFrame:
+    """A user profile file as a table with columns ``time`` and ``p_kw`` (CSV, or Parquet by its suffix)."""
+    path = Path(path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    try:
+        df = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        kind = "Parquet" if parquet else "CSV"
+        raise ConfigError(f"{path}: cannot read it as {kind} ({' '.join(str(exc).split())[:120]}); give a "
+                          f"{kind} file with columns time,p_kw") from None
     missing = {"time", "p_kw"} - set(df.columns)
     if missing:
         raise ConfigError(f"{path}: missing column(s) {sorted(missing)}; the file needs columns time,p_kw")
-    t = pd.to_datetime(df["time"])
+    if df.empty:
+        raise ConfigError(f"{path}: has no rows; give at least one time,p_kw row covering the run")
+    return df
+
+
+def _seconds_since(path: Path, time: pd.Series, start: datetime) -> np.ndarray:
+    """Times as seconds since ``start``: numbers are taken as seconds already, text as datetimes."""
+    if pd.api.types.is_numeric_dtype(time):
+        return time.to_numpy(float)
     t0 = pd.Timestamp(start)
+    try:
+        t = pd.to_datetime(time, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: column time: {' '.join(str(exc).split())[:100]}; give ISO datetimes in the "
+                          "scenario's local time (e.g. 2024-06-21 10:05) or seconds since the start") from None
     if (t.dt.tz is None) != (t0.tz is None):
         raise ConfigError(
-            f"{path}: give times with a UTC offset if and only if the run start {start} has one"
+            f"{path}: give times with a UTC offset if and only if the run start {start} has one "
+            "(a scenario's start is local time: drop the offsets)"
         )
-    rel_s = (t - t0).dt.total_seconds().to_numpy()
-    need_s = (n_steps - 1) * step_s
-    if len(rel_s) == 0 or rel_s.min() > 0 or rel_s.max() < need_s:
+    return (t - t0).dt.total_seconds().to_numpy(float)
+
+
+def _step_means(rel_s: np.ndarray, p: np.ndarray, hold_s: float, ticks_s: np.ndarray, step_s: int) -> np.ndarray:
+    """Time-weighted mean over each tick of the step function that holds each value until the next time."""
+    edges = np.append(rel_s, rel_s[-1] + hold_s)
+    area = np.concatenate(([0.0], np.cumsum(p * np.diff(edges))))
+
+    def integral(x: np.ndarray) -> np.ndarray:
+        j = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(p) - 1)
+        return area[j] + p[j] * (np.minimum(x, edges[-1]) - edges[j])
+
+    return (integral(ticks_s + step_s) - integral(ticks_s)) / step_s
+
+
+def _persist(values: np.ndarray, covered: int, step_s: int) -> np.ndarray:
+    """Ticks from ``covered`` on repeat the value a day earlier (the last covered one within the first day)."""
+    day = round(86400 / step_s)
+    out = values.copy()
+    for k in range(covered, len(out)):
+        out[k] = out[k - day] if k >= day else out[covered - 1]
+    return out
+
+
+def read_profile_csv(path: Path, start: datetime, n_steps: int, step_s: int, run_steps: int | None = None
+                     ) -> np.ndarray:
+    """A user profile file (CSV or Parquet, columns ``time``, ``p_kw``) on the run's ticks (kW, >= 0).
+
+    ``time`` is an ISO datetime in the run's local time or a number of seconds since ``start``. Rows finer than
+    ``step_s`` (median spacing) are time-weighted means: each value holds until the next row's time (the last
+    one for one median spacing), so 1-minute data is averaged over each 5-minute tick. Rows as coarse as a tick
+    or coarser are interpolated linearly between rows at each tick's start. The file must cover the first
+    ``run_steps`` ticks (default: all ``n_steps``); later ticks it does not cover (the HEMS look-ahead past the
+    run's end) repeat the value a day earlier, or within the first day the last covered tick's.
+    """
+    df = read_profile_table(path)
+    rel_s = _seconds_since(path, df["time"], start)
+    p = pd.to_numeric(df["p_kw"], errors="coerce").to_numpy(float)   # text becomes NaN, reported below
+    if not np.all(np.isfinite(rel_s)):
+        raise ConfigError(f"{path}: column time has empty or unreadable values; fill every row")
+    bad = np.flatnonzero(~(np.isfinite(p) & (p >= 0)))
+    if len(bad):
+        raise ConfigError(f"{path}: p_kw must be finite and non-negative (magnitude in kW), got {p[bad[0]]:g} at time "
+                          f"{df['time'].iloc[bad[0]]} ({len(bad)} such rows); fix the file")
+    order = np.argsort(rel_s, kind="stable")
+    rel_s, p = rel_s[order], p[order]
+    if np.any(np.diff(rel_s) == 0):
+        raise ConfigError(f"{path}: time {rel_s[np.flatnonzero(np.diff(rel_s) == 0)[0]]:g} s after the start "
+                          "repeats; give each time once")
+    ticks_s = np.arange(n_steps) * float(step_s)
+    spacing = float(np.median(np.diff(rel_s))) if len(rel_s) > 1 else float(step_s)
+    if spacing < step_s:
+        values, last_s = _step_means(rel_s, p, spacing, ticks_s, step_s), rel_s[-1] + spacing - step_s
+    else:
+        values, last_s = np.interp(ticks_s, rel_s, p), rel_s[-1]
+    need = n_steps if run_steps is None else min(run_steps, n_steps)
+    t0 = pd.Timestamp(start)
+    if rel_s[0] > 0 or last_s < (need - 1) * step_s - 1e-6:
+        end = t0 + pd.Timedelta(seconds=need * step_s)
         raise ConfigError(
-            f"{path}: times must cover the run [{t0}, {t0 + pd.Timedelta(seconds=need_s)}], "
-            f"the file covers [{t.min()}, {t.max()}]"
+            f"{path}: times must cover the run [{t0}, {end}), the file covers "
+            f"[{t0 + pd.Timedelta(seconds=rel_s[0])}, {t0 + pd.Timedelta(seconds=last_s + step_s)}); "
+            "give a file that covers the whole run, or move start / shorten hours"
         )
-    p = df["p_kw"].to_numpy(float)
-    if np.any(p < 0) or not np.all(np.isfinite(p)):
-        raise ConfigError(f"{path}: p_kw must be finite and non-negative (magnitude in kW)")
-    order = np.argsort(rel_s)
-    return np.interp(np.arange(n_steps) * step_s, rel_s[order], p[order])
+    covered = int(np.searchsorted(ticks_s, last_s + 1e-6, side="right"))
+    return _persist(values, max(covered, need), step_s)
 
 
 @functools.lru_cache(maxsize=64)
@@ -341,14 +418,16 @@ def cloud_factor(n_steps: int, step_s: int, cloudiness: float, seed: int) -> np.
 
 
 def pv_profile(
-    cfg: PvConfig, location: Location, start: datetime, n_steps: int, step_s: int, seed: int
+    cfg: PvConfig, location: Location, start: datetime, n_steps: int, step_s: int, seed: int,
+    run_steps: int | None = None,
 ) -> np.ndarray:
-    """Available PV power (kW, >= 0) per interval: CSV if given, else pvlib clear sky x cloud factor.
+    """Available PV power (kW, >= 0) per interval: the file if given (:func:`read_profile_csv`, which must
+    cover the first ``run_steps``), else pvlib clear sky x cloud factor.
 
     A naive ``start`` is read in ``location.timezone``.
     """
     if cfg.csv is not None:
-        return read_profile_csv(cfg.csv, start, n_steps, step_s)
+        return read_profile_csv(cfg.csv, start, n_steps, step_s, run_steps)
     clear = _clear_sky_pv_per_kwp(
         location.latitude_deg,
         location.longitude_deg,
@@ -435,14 +514,24 @@ def _raw_load_minutes(hours: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return p * np.clip(1.0 + 0.05 * rng.standard_normal(n), 0.5, 1.5)
 
 
-def load_profile(cfg: LoadConfig, start: datetime, n_steps: int, step_s: int, seed: int) -> np.ndarray:
-    """Inflexible load (kW, >= 0) per interval: CSV if given, else the seeded occupancy model.
+def load_profile(cfg: LoadConfig, start: datetime, n_steps: int, step_s: int, seed: int,
+                 run_steps: int | None = None) -> np.ndarray:
+    """Inflexible load (kW, >= 0) per interval: the file if given (:func:`read_profile_csv`, which must cover the
+    first ``run_steps``), else the seeded occupancy model; plus the EV's charging file ``ev_csv`` if given.
 
     The model is simulated at 1-minute resolution, averaged to ``step_s`` and scaled so that the
     mean daily energy over the run equals ``daily_kwh``.
     """
+    base = _house_load(cfg, start, n_steps, step_s, seed, run_steps)
+    if cfg.ev_csv is None:
+        return base
+    return base + read_profile_csv(cfg.ev_csv, start, n_steps, step_s, run_steps)
+
+
+def _house_load(cfg: LoadConfig, start: datetime, n_steps: int, step_s: int, seed: int,
+                run_steps: int | None) -> np.ndarray:
     if cfg.csv is not None:
-        return read_profile_csv(cfg.csv, start, n_steps, step_s)
+        return read_profile_csv(cfg.csv, start, n_steps, step_s, run_steps)
     if step_s % 60:
         raise ConfigError(f"step_s={step_s} must be a whole number of minutes for the load model")
     per = step_s // 60

@@ -275,12 +275,12 @@ class ProsumerFleet:
                 int(c.generate_state(1)[0])
                 for c in np.random.SeedSequence([seed, zlib.crc32(p.name.encode())]).spawn(4)
             )
-            self.load_kw[i] = load_profile(p.load, self.start, total, self.step_s, s_load)
+            self.load_kw[i] = load_profile(p.load, self.start, total, self.step_s, s_load, self.n_steps)
             fc_load[i] = self.load_kw[i] * forecast_error(
                 total, self.step_s, p.load.forecast_error_std, s_fload
             )
             if p.pv is not None:
-                self.pv_kw[i] = pv_profile(p.pv, self.location, self.start, total, self.step_s, s_pv)
+                self.pv_kw[i] = pv_profile(p.pv, self.location, self.start, total, self.step_s, s_pv, self.n_steps)
                 fc_pv[i] = self.pv_kw[i] * forecast_error(total, self.step_s, p.pv.forecast_error_std, s_fpv)
         self.forecast_pv_kw, self.forecast_load_kw = fc_pv, fc_load
         self.forecast_net_slot_kw = (fc_load - fc_pv).reshape(n, self.n_slots, -1).mean(axis=2)
