@@ -17,3 +17,10 @@ def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "federates", "runner", "tests", "benchmarks"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_unique_names():
+    # tests/ has no packages: pytest imports every test module by its file name, so two files of the same name in
+    # different folders stop the whole collection ("import file mismatch")
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
