@@ -89,6 +89,13 @@ KPI_DEFINITIONS: dict[str, str] = {
     "money_balance_residual": "sum of all payments between internal parties ($; 0 when every payment has "
                               "its opposite entry)",
     "vpp_retained": "money the non-profit VPPs kept after sharing their revenue ($; 0 expected)",
+    "hems_fallbacks": "prosumer decisions (HEMS solves) that failed and fell back to a safe grid-only plan (count; "
+                      "0 expected)",
+    "community_battery_stored_value": "value of the change in the VPPs' community batteries' stored energy, "
+                                      "priced like the prosumers' and shared with the members ($)",
+    "community_battery_cycled_kwh": "energy the community batteries charged plus discharged at their terminals "
+                                    "(kWh)",
+    "community_battery_reserve_kwh": "ancillary reserve the community batteries held, up plus down (kW x h)",
     "mode": "market arrangement: topdown, netmetering, layer1, layer12 or full",
     "prosumers": "number of prosumers in the run",
     "wall_s": "wall-clock time of the co-simulation (s)",
@@ -544,9 +551,24 @@ def number(v: float) -> str:
 def kpi_table(kpis: dict) -> str:
     if not kpis:
         return '<p class="note">no kpis.json in this run folder</p>'
-    rows = [(k, v, KPI_DEFINITIONS.get(k, "")) for k, v in sorted(kpis.items())]
+    rows = [(k, v, kpi_meaning(k)) for k, v in sorted(kpis.items())]
     df = pd.DataFrame(rows, columns=["kpi", "value", "meaning"])
     return df.to_html(float_format=number, na_rep="-", index=False, classes="kpis")
+
+
+# keys with a feeder's name at the end: the meaning of their stem, for that feeder
+PER_FEEDER = {"self_sufficiency_pct_": "self_sufficiency_pct", "self_consumption_pct_": "self_consumption_pct"}
+
+
+def kpi_meaning(key: str) -> str:
+    if key in KPI_DEFINITIONS:
+        return KPI_DEFINITIONS[key]
+    if key.startswith("mechanism_"):
+        return f"the Layer I market feeder {key.removeprefix('mechanism_')} ran (none in the modes without one)"
+    for prefix, stem in PER_FEEDER.items():
+        if key.startswith(prefix):
+            return f"for feeder {key.removeprefix(prefix)}: {KPI_DEFINITIONS[stem].split(', all feeders')[0]}"
+    return ""
 
 
 def frame_html(df: pd.DataFrame | None, empty: str, **kwargs) -> str:
@@ -585,6 +607,9 @@ def render_html(d: RunData, figures: list[tuple[str, str, bytes]], compare: bool
     k = d.kpis
     title = f"harmony report: {d.run_dir.name}"
     facts = f"mode {k.get('mode', '?')}, {k.get('prosumers', '?')} prosumers"
+    markets = [f"{key.removeprefix('mechanism_')} {v}" for key, v in sorted(k.items()) if key.startswith("mechanism_")]
+    if markets:
+        facts += ", Layer I market per feeder: " + ", ".join(markets)
     if d.start:
         facts += f", start {d.start:%Y-%m-%d %H:%M}, {run_end_h(d):g} h"
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

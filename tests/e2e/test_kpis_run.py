@@ -193,3 +193,12 @@ def test_stored_energy_term_changes_the_mode_comparison(runs):
     stored_top = top["stored_energy_value"] + top["community_battery_stored_value"]
     assert total_gap == pytest.approx(cash_gap + stored_full - stored_top)
     assert full["stored_energy_value"] != pytest.approx(top["stored_energy_value"], abs=1e-3)
+
+
+def test_every_key_of_kpis_json_is_defined_in_the_report(runs):
+    from runner.report import kpi_meaning
+
+    for mode in ("full", "topdown"):
+        kpis = json.loads((runs[mode] / "kpis.json").read_text())
+        assert [k for k in kpis if not kpi_meaning(k)] == [], mode
+        assert kpis["mechanism_suburb"] == ("auction" if mode == "full" else "none")
