@@ -57,6 +57,8 @@ class PlacedFeeder:
     notes: dict[str, str] = field(default_factory=dict)  # load -> what placement adjusted (Placement.notes)
     shortfall: str = ""  # why fewer prosumers were placed than asked for
     premia: dict[str, dict[str, float]] = field(default_factory=dict)  # stated premia, buyer -> seller -> $/kWh
+    base_converged: bool = True  # the base case (no prosumer power) converged
+    base_message: str = ""       # the solver's word on the base case
 
     def placement_rows(self) -> list[dict]:
         """The ``placement`` table: every prosumer with its load, houses and any placement note, every load not
@@ -94,7 +96,8 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
                               has_pv={p.name: p.pv is not None for p in prosumers}, distance=distance,
                               feeder=feeder.name)
         placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
-                                   placement.notes, placement.shortfall, premia=premia))
+                                   placement.notes, placement.shortfall, premia=premia,
+                                   base_converged=base.converged, base_message=base.message))
     return placed
 
 

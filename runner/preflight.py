@@ -61,28 +61,21 @@ def check_scenario(scenario: Scenario, source: str = "") -> None:
 
 # ---- feeders -------------------------------------------------------------------------------------------------
 def _feeder_problems(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int]:
-    """Problems of feeder ``i`` and how many prosumers it gets (the count asked for when placement fails)."""
-    from federates.feeder.model import FeederModel  # OpenDSS: imported only when a check needs it
-    from runner.build import place
+    """Problems of feeder ``i`` and how many prosumers it gets (the count asked for when placement fails): the
+    builder's own placement (:func:`runner.build.place`) compiles the feeder and solves its base case once."""
+    from runner.build import place  # OpenDSS: imported only when a check needs it
 
     where = f"feeders.{i} ({feeder.name})"
     try:
-        model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
-                            max_control_iterations=feeder.max_control_iterations)
-        base = model.solve()
-        model.close()
+        placed = place(scenario.model_copy(update={"feeders": [feeder]}))[0]
     except ConfigError as exc:
-        return [f"{where}.master: {p}" for p in exc.problems], _asked(feeder)
+        return [f"{where}: {p}" for p in exc.problems], _asked(feeder)
     problems = []
-    if not base.converged:
+    if not placed.base_converged:
         problems.append(f"{where}.master {feeder.master}: the base case (no prosumers) does not converge: "
-                        f"{base.message}; raise feeders.{i}.max_iterations or check the model in OpenDSS "
+                        f"{placed.base_message}; raise feeders.{i}.max_iterations or check the model in OpenDSS "
                         "(`harmony feeder info`)")
-    try:
-        placed = place(scenario.model_copy(update={"feeders": [feeder]}))
-    except ConfigError as exc:
-        return problems + [f"{where}: {p}" for p in exc.problems], _asked(feeder)
-    return problems, len(placed[0].prosumers)
+    return problems, len(placed.prosumers)
 
 
 def _asked(feeder: FeederConfig) -> int:
