@@ -8,7 +8,8 @@ Three guarantees (issue #11, "runs never lie"):
   (:func:`unfinished`).
 - **No process outlives the run**: ``helics run``, the broker (including the real ``helics_broker`` binary that
   the Python wrapper starts) and every federate run in one session and process group, which is killed on every
-  way out of :func:`run_federation`: normal end, failure, Ctrl-C and SIGTERM/SIGHUP of ``harmony`` itself.
+  way out of :func:`run_federation`: normal end, failure, Ctrl-C and SIGTERM/SIGHUP of ``harmony`` itself, and
+  by the watcher :mod:`runner.reaper` when ``harmony`` is killed outright (SIGKILL, out of memory).
 - **A run folder holds only what a run wrote** (:func:`claim_out_dir`): a folder is used when it is new,
   empty, or a previous run of the same kind (marked by ``.harmony-run``) and ``--force`` is given; replacing
   deletes only the files and folders a run writes.
@@ -32,6 +33,7 @@ from pathlib import Path
 import click
 
 from federates.common.errors import ConfigError, HarmonyError
+from runner import reaper as reaper_mod
 
 RUN_MARKER = ".harmony-run"
 # what a run writes into its folder (plus one <federate>.log per federate of its federation.json)
@@ -147,6 +149,7 @@ def run_federation(federation_json: Path, run_dir: Path, duration_s: int, *, sho
     with (run_dir / "helics_run.log").open("w") as out, _signals_end_run():
         proc = subprocess.Popen(cmd, env=helics_env(), cwd=federation_json.parent, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+        reaper = _Reaper(proc.pid)
         watch = _Watch(proc.pid, names, started)
         progress = Progress(run_dir, duration_s, started) if show_progress else None
         try:
@@ -160,11 +163,33 @@ def run_federation(federation_json: Path, run_dir: Path, duration_s: int, *, sho
                     break
         finally:
             end_group(proc)
+            reaper.stand_down()
     if progress is not None:
         progress.close()
     logs = [run_dir / f"{n}.log" for n in names] + [run_dir / "broker.log", run_dir / "helics_run.log"]
     bind = any(BIND_FAILURE.search(p.read_text(errors="replace")) for p in logs if p.is_file())
     return Launch(proc.returncode if proc.returncode is not None else -9, watch.stopped, watch.status, bind)
+
+
+class _Reaper:
+    """``runner.reaper`` watching this process on behalf of the federation's group (see that module)."""
+
+    def __init__(self, pgid: int):
+        read_end, self._write_end = os.pipe()
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "runner.reaper", str(read_end), str(pgid)],
+                                          pass_fds=(read_end,), start_new_session=True, stdin=subprocess.DEVNULL,
+                                          cwd=Path(__file__).resolve().parents[1])
+        finally:
+            os.close(read_end)
+
+    def stand_down(self) -> None:
+        """The group is ended: tell the watcher so and wait for it."""
+        with contextlib.suppress(OSError):
+            os.write(self._write_end, reaper_mod.DONE)
+        os.close(self._write_end)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=10)
 
 
 def end_group(proc: subprocess.Popen, wait_s: float = 10.0) -> None:

@@ -15,8 +15,9 @@ from federates.common.config import load_scenario
 from federates.common.helics_shell import RECORD_PAYLOADS_ENV
 from runner.cli import execute
 
+REPO = Path(__file__).resolve().parents[2]
 SMALL = Path(__file__).with_name("small.yaml")
-THREE_VPPS = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "three_vpps.yaml"
+THREE_VPPS = REPO / "configs" / "scenarios" / "three_vpps.yaml"
 
 
 def _run(scenario, run_dir: Path) -> tuple[Path, dict]:
@@ -36,3 +37,22 @@ def small_run(tmp_path_factory) -> tuple[Path, dict]:
 def three_vpps_run(tmp_path_factory) -> tuple[Path, dict]:
     """(run folder, kpis) of the first hour of three_vpps.yaml: 3 feeders, 45 prosumers, Layer III trades."""
     return _run(load_scenario(THREE_VPPS, ["hours=1"]), tmp_path_factory.mktemp("e2e") / "three_vpps")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """One feeder, four prosumers in two federates, top-down, a quarter of an hour: the smallest real federation
+    (three federates + broker). Tests that need it longer pass ``--hours``."""
+    path = tmp_path_factory.mktemp("scenario") / "tiny.yaml"
+    path.write_text(f"""name: tiny
+start: "2024-06-21T10:00:00"
+hours: 0.25
+seed: 3
+mode: topdown
+feeders:
+  - name: suburb
+    master: {REPO / "feeders" / "lv_suburb" / "Master.dss"}
+    prosumers: {{placement: 4, pv_share: 0.5, battery_share: 1.0, battery_kwh: [12.0, 13.5]}}
+federation: {{prosumers_per_federate: 2}}
+""")
+    return path

@@ -69,24 +69,6 @@ def start_broker(folder: Path, port: int, *options: str) -> subprocess.Popen:
     return proc
 
 
-@pytest.fixture
-def tiny(tmp_path) -> Path:
-    """One feeder, four prosumers in two federates, top-down: the smallest real federation."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(f"""name: tiny
-start: "2024-06-21T10:00:00"
-hours: 0.5
-seed: 3
-mode: topdown
-feeders:
-  - name: suburb
-    master: {REPO / "feeders" / "lv_suburb" / "Master.dss"}
-    prosumers: {{placement: 4, pv_share: 0.5, battery_share: 1.0, battery_kwh: [12.0, 13.5]}}
-federation: {{prosumers_per_federate: 2}}
-""")
-    return path
-
-
 def test_without_a_key_anyone_who_knows_the_port_joins(tmp_path):
     port = free_port()
     broker = start_broker(tmp_path, port)
@@ -149,8 +131,8 @@ def _command_lines() -> str:
 def test_a_run_cannot_be_joined_without_its_key_and_still_completes(tiny, tmp_path):
     run_dir = tmp_path / "run"
     harmony = subprocess.Popen([sys.executable, "-m", "runner.cli", "run", str(tiny), "--out", str(run_dir),
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                               start_new_session=True)
+                                "--quiet", "--hours", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO, start_new_session=True)
     try:
         wait_for(lambda: (run_dir / "federation.json").is_file() and (run_dir / BROKER_KEY_FILE).is_file(), 120,
                  "the run's federation.json")

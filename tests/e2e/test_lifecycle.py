@@ -25,24 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = Path(__file__).with_name("small.yaml")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """One feeder, four prosumers in two federates: the smallest real federation (three federates + broker)."""
-    path = tmp_path_factory.mktemp("scenario") / "tiny.yaml"
-    path.write_text(f"""name: tiny
-start: "2024-06-21T10:00:00"
-hours: 0.25
-seed: 3
-mode: topdown
-feeders:
-  - name: suburb
-    master: {REPO / "feeders" / "lv_suburb" / "Master.dss"}
-    prosumers: {{placement: 4, pv_share: 0.5, battery_share: 1.0, battery_kwh: [12.0, 13.5]}}
-federation: {{prosumers_per_federate: 2}}
-""")
-    return path
-
-
 def start_run(scenario: Path, run_dir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "runner.cli", "run", str(scenario), "--out", str(run_dir),
                              "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -149,6 +131,27 @@ def test_stopping_harmony_ends_the_whole_federation(tiny, tmp_path, signum, stat
             harmony.kill()
     assert harmony.returncode == status
     assert_nothing_left(run_dir)
+
+
+@pytest.mark.e2e
+def test_harmony_killed_outright_still_takes_its_federation_with_it(tiny, tmp_path):
+    """SIGKILL cannot be caught: the watcher (runner.reaper) ends the group when harmony's pipe closes."""
+    run_dir = tmp_path / "orphaned"
+    harmony = start_run(tiny, run_dir, "--hours", "24", "--mode", "full")
+    try:
+        wait_for(lambda: (run_dir / "parts" / "feeder_suburb" / "feeder_steps.csv").is_file(), 150,
+                 "the first half hour")
+        assert pid_of(run_dir, "prosumers_suburb_0") is not None, processes_of(run_dir)
+        harmony.kill()
+        harmony.communicate(timeout=30)
+        # within seconds, long before the day could end by itself (it takes this federation 20 s or more)
+        wait_for(lambda: processes_of(run_dir) == {}, 5, "the federation to end")
+    finally:
+        if harmony.poll() is None:
+            harmony.kill()
+    base = broker_port(run_dir)
+    wait_for(lambda: listening_ports(base, base + PORT_BLOCK - 1) == [], 10, "the run's ports to close")
+    assert not (run_dir / "kpis.json").exists()
 
 
 # --- ports --------------------------------------------------------------------------------------------------------
