@@ -384,8 +384,9 @@ def join_settings(configs: list[FederateConfig], hosts: Hosts | None, assignment
     host_of = {name: host for host, names in assignment.items() for name in names}
     for cfg in configs:
         cfg.runtime.broker_key_file = key_file
-        if cfg.runtime.name in host_of:
+        if hosts is not None:  # an --external federate is on no host of ours but joins the same broker
             cfg.runtime.broker_address = hosts.broker_address
+        if cfg.runtime.name in host_of:
             cfg.runtime.interface = hosts.hosts[host_of[cfg.runtime.name]].address
 
 

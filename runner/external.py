@@ -31,7 +31,6 @@ from runner.launch import phases_of
 from runner.schemas import payload_of, schema
 
 CORE_TYPE = "zmq"
-HOST = "127.0.0.1"
 
 
 def check_external(configs: Sequence[FederateConfig], names: Sequence[str]) -> None:
@@ -46,6 +45,7 @@ def check_external(configs: Sequence[FederateConfig], names: Sequence[str]) -> N
 def external_spec(cfg: FederateConfig, *, federation: str, n_federates: int, broker_port: int) -> dict:
     """The contents of ``external/<name>.json`` for federate config ``cfg`` (see the module docstring)."""
     rt = cfg.runtime
+    host = rt.broker_address  # 127.0.0.1, or the broker host's address from --hosts
     phases = sorted(phases_of(rt.kind, rt.mode))
     times = [step.time_s for step in schedule(set(phases), rt.duration_s)]
     return {
@@ -53,8 +53,8 @@ def external_spec(cfg: FederateConfig, *, federation: str, n_federates: int, bro
         "kind": rt.kind,
         "federation": federation,
         "schema_version": SCHEMA_VERSION,
-        "broker": {"host": HOST, "port": broker_port, "core_type": CORE_TYPE, "federates": n_federates,
-                   "core_init": f"--federates=1 --broker_address=tcp://{HOST}:{broker_port}"},
+        "broker": {"host": host, "port": broker_port, "core_type": CORE_TYPE, "federates": n_federates,
+                   "core_init": f"--federates=1 --broker_address=tcp://{host}:{broker_port}"},
         "timing": {
             "start": rt.start.isoformat(), "duration_s": rt.duration_s, "tick_s": TICK_S, "uninterruptible": True,
             "phases": [{"phase": p.name, "offset_s": int(p), "every_s": int(CADENCE[p])} for p in phases],

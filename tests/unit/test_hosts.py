@@ -74,3 +74,22 @@ def test_core_init_string_joins_the_brokers_address_from_this_hosts_interface_wi
         core_init_string(_runtime(broker_key_file=key))
     with pytest.raises(ConfigError, match="cannot read the broker key"):
         core_init_string(_runtime(broker_key_file=tmp_path / "missing.json"))
+
+
+def test_an_external_federate_is_told_the_broker_hosts_address_not_loopback(tmp_path):
+    import json
+    from pathlib import Path
+
+    from federates.common.config import load_scenario
+    from runner.build import build
+
+    small = Path(__file__).resolve().parents[1] / "e2e" / "small.yaml"
+    hosts = load_hosts(write(tmp_path, """broker: {host: hub, port: 24000}
+hosts:
+  hub: {address: 10.231.7.1, federates: [vpp_*, iso]}
+  homes: {address: 10.231.7.3, federates: ["prosumers_*", "feeder_*"]}
+"""))
+    build(load_scenario(small), tmp_path / "out", hosts=hosts, external=["feeder_suburb"])
+    spec = json.loads((tmp_path / "out" / "external" / "feeder_suburb.json").read_text())
+    assert spec["broker"]["host"] == "10.231.7.1" and spec["broker"]["port"] == 24000
+    assert "tcp://10.231.7.1:24000" in spec["broker"]["core_init"]
