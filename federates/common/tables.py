@@ -47,8 +47,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     # timing test compares it with what each federate applied; off by default, it is large)
     "payloads": ("time", "federate", "key", "target", "payload"),
     # where prosumers sit: one row per prosumer (houses: how many houses its load stands for) and one per load
-    # that was not placed (reason); written at build time
-    "placement": ("feeder", "load", "prosumer", "houses", "reason"),
+    # that was not placed (reason); bus: the load's bus, distance_km: that bus's distance from the feeder's source
+    # along the lines (FeederModel.load_distances_km); written at build time
+    "placement": ("feeder", "load", "prosumer", "houses", "bus", "distance_km", "reason"),
     # one row per federate at the end: where its wall time went, and the HEMS solves that fell back to grid-only
     "federate_stats": ("time", "federate", "kind", "steps", "wall_s", "helics_wait_s", "compute_s", "fallbacks"),
 }
