@@ -17,10 +17,11 @@ TABLES: dict[str, tuple[str, ...]] = {
              "matched_kwh", "reason"),
     "trades": ("time", "slot", "layer", "market", "buyer", "seller", "energy_kwh", "price_per_kwh"),
     # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
-    # penalty_without_l3: what the ISO would have charged for the same metered delivery without the VPP's
-    # Layer III credits (their difference is the penalty Layer III avoided in this run)
+    # required_kw: what the ISO's regulation signal / reserve deployment asked of the award in the interval
+    # (delivery rows only); penalty_without_l3: what the ISO would have charged for the same metered delivery
+    # without the VPP's Layer III credits (their difference is the penalty Layer III avoided in this run)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
-                  "delivered_kw", "performance", "penalty", "penalty_without_l3"),
+                  "required_kw", "delivered_kw", "performance", "penalty", "penalty_without_l3"),
     # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting);
     # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0);
     # community_battery_kw: the VPP's community battery at its bus (+ = discharging; in loads_kw too, negated)
