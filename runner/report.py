@@ -911,12 +911,11 @@ def figure_bills(d: RunData) -> Figure:
     panels, _ = bill_panels(d)
     modes = [d.mode] + (["topdown"] if "topdown" in d.bills else [])
     items = [k for k, _, _ in rd.BILL_ITEMS if any((b[k].abs() > 1e-9).any() for b in d.bills.values())]
-    widest = max(len(names) for _, names in panels) + (1 if len(panels) == 1 and len(d.bills[d.mode]) > BILLS_ALL_MAX
-                                                      else 0)
-    fig, axes = new_figure(max(12.0, 2.5 + 0.42 * widest * len(modes)), 0.6 + 4.6 * len(panels), rows=len(panels),
-                           sharex=False)
+    with_mean = len(d.bills[d.mode]) > BILLS_ALL_MAX
+    widest = max(len(names) for _, names in panels) + int(with_mean)
+    width = min(20.0, max(12.0, 2.5 + 0.42 * widest * len(modes)))
+    fig, axes = new_figure(width, 0.6 + 4.6 * len(panels), rows=len(panels), sharex=False)
     for ax, (title, names) in zip(axes, panels, strict=True):
-        with_mean = len(d.bills[d.mode]) > BILLS_ALL_MAX
         draw_bills(ax, d, names, modes, items, with_mean=with_mean)
         ax.set_title(f"Each prosumer's bill by item, {title}: left bar {d.mode}"
                      + (", right bar (hatched) top-down" if len(modes) > 1 else ""))
