@@ -881,6 +881,11 @@ BILLS_ALL_MAX = 60     # prosumers up to which every one is shown; beyond, the e
 BILLS_EACH = 15        # how many of each extreme
 
 
+def topdown_costs(d: RunData) -> pd.Series | None:
+    """Each prosumer's total cost under top-down when the run has a top-down reference beside its own mode."""
+    return d.bills["topdown"].sum(axis=1) if d.mode != "topdown" and "topdown" in d.bills else None
+
+
 def bill_panels(d: RunData) -> tuple[list[tuple[str, list[str]]], str]:
     """(panel title, prosumers) per panel of the bills figure: one panel per feeder (at most
     ``BILLS_PER_PANEL`` prosumers each) up to ``BILLS_ALL_MAX`` prosumers, else one panel with the
@@ -895,8 +900,7 @@ def bill_panels(d: RunData) -> tuple[list[tuple[str, list[str]]], str]:
                 part = f" ({k // BILLS_PER_PANEL + 1})" if len(chosen) > BILLS_PER_PANEL else ""
                 panels.append((f"feeder {name}{part}", chosen[k:k + BILLS_PER_PANEL]))
         return panels, f"all {len(run)} prosumers"
-    reference = d.bills["topdown"].sum(axis=1) if "topdown" in d.bills else None
-    chosen, what = rd.bill_selection(run.sum(axis=1), reference, keep=BILLS_ALL_MAX, each=BILLS_EACH)
+    chosen, what = rd.bill_selection(run.sum(axis=1), topdown_costs(d), keep=BILLS_ALL_MAX, each=BILLS_EACH)
     return [(what, chosen)], what
 
 
@@ -909,7 +913,7 @@ def figure_bills(d: RunData) -> Figure:
         ax.set_title("Each prosumer's bill by item")
         return fig
     panels, _ = bill_panels(d)
-    modes = [d.mode] + (["topdown"] if "topdown" in d.bills else [])
+    modes = list(d.bills)  # the run's mode, then top-down when known
     items = [k for k, _, _ in rd.BILL_ITEMS if any((b[k].abs() > 1e-9).any() for b in d.bills.values())]
     with_mean = len(d.bills[d.mode]) > BILLS_ALL_MAX
     widest = max(len(names) for _, names in panels) + int(with_mean)
@@ -917,8 +921,8 @@ def figure_bills(d: RunData) -> Figure:
     fig, axes = new_figure(width, 0.6 + 4.6 * len(panels), rows=len(panels), sharex=False)
     for ax, (title, names) in zip(axes, panels, strict=True):
         draw_bills(ax, d, names, modes, items, with_mean=with_mean)
-        ax.set_title(f"Each prosumer's bill by item, {title}: left bar {d.mode}"
-                     + (", right bar (hatched) top-down" if len(modes) > 1 else ""))
+        ax.set_title(f"Each prosumer's bill by item, {title}: "
+                     + (f"left bar {d.mode}, right bar (hatched) top-down" if len(modes) > 1 else d.mode))
     handles = [Patch(color=rd.BILL_COLOUR[k], label=rd.BILL_LABEL[k]) for k in items]
     handles.append(Line2D([], [], marker="D", color="k", ls="", label="net = total_cost"))
     if len(modes) > 1:
@@ -952,6 +956,7 @@ def draw_bills(ax, d: RunData, names: list[str], modes: list[str], items: list[s
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_ylabel("$ (+ = paid, - = received)")
+    ax.use_sticky_edges = False  # stacked zero-height bars would pin the limits to the tallest stack
     ax.margins(y=0.08)
     ax.grid(axis="y", alpha=0.3)
 
@@ -989,8 +994,8 @@ FIGURES: tuple[FigureSpec, ...] = (
                "income was made of: ancillary payments, penalties, Layer III trades, the compensation it paid its "
                "members, its community battery's energy, less the platform fee; the guarantee transfer), and the "
                "value of the stored energy the batteries drew over the run (not a cash flow: what refilling it "
-               "costs). The diamond is the net, the prosumer's <code>total_cost</code>. Left bar: this run "
-               "({mode}); right bar, hatched: {bills_note}. {bills_selection}.", bills_data),
+               "costs). The diamond is the net, the prosumer's <code>total_cost</code>. {bills_bars}. "
+               "{bills_selection}.", bills_data),
     FigureSpec("prosumer_costs", "money", "Total cost of each prosumer per mode", figure_costs,
                "Each prosumer's <code>total_cost</code> (cash paid net of cash received minus the value of the "
                "energy its battery gained) in this run, or in every mode of the comparison given with "
@@ -1208,8 +1213,7 @@ def prosumer_table(d: RunData) -> tuple[pd.DataFrame, str]:
     df = df[[c for c in df.columns if c not in SKIP_COLUMNS]]
     note = f"all {len(df)} prosumers"
     if len(df) > TABLE_ROWS_MAX:
-        reference = d.bills["topdown"].sum(axis=1) if "topdown" in d.bills else None
-        chosen, note = rd.bill_selection(df["total_cost"], reference, keep=TABLE_ROWS_MAX, each=TABLE_EACH)
+        chosen, note = rd.bill_selection(df["total_cost"], topdown_costs(d), keep=TABLE_ROWS_MAX, each=TABLE_EACH)
         df = df.loc[sorted(chosen)]
     numeric = df.select_dtypes("number")
     df = df.drop(columns=[c for c in numeric if (numeric[c].fillna(0).abs() < 5e-3).all() and c != "total_cost"])
@@ -1249,8 +1253,10 @@ def definition_list(items: dict[str, str]) -> str:
 
 
 def caption_fields(d: RunData) -> dict[str, str]:
-    fields = {"mode": html.escape(d.mode), "bills_note": html.escape(d.bills_note or "no top-down reference"),
-              "bills_selection": ""}
+    note = html.escape(d.bills_note or "no top-down reference")
+    bars = f"Left bar: this run ({html.escape(d.mode)}); right bar, hatched: {note}" if len(d.bills) > 1 \
+        else f"One bar per prosumer: this run ({html.escape(d.mode)}); {note}"
+    fields = {"bills_bars": bars, "bills_selection": ""}
     if d.bills and d.mode in d.bills:
         fields["bills_selection"] = "Shown: " + html.escape(bill_panels(d)[1])
     return fields
