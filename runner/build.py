@@ -74,7 +74,8 @@ class PlacedFeeder:
         rows += [dict(feeder=self.feeder.name, load=load, prosumer="", houses=0, **site(load), reason=why)
                  for load, why in self.skipped.items()]
         if self.shortfall:
-            rows.append(dict(feeder=self.feeder.name, load="", prosumer="", houses=0, reason=self.shortfall))
+            rows.append(dict(feeder=self.feeder.name, load="", prosumer="", houses=0, bus="", distance_km=float("nan"),
+                             reason=self.shortfall))
         return rows
 
 
