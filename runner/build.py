@@ -59,17 +59,23 @@ class PlacedFeeder:
     premia: dict[str, dict[str, float]] = field(default_factory=dict)  # stated premia, buyer -> seller -> $/kWh
     base_converged: bool = True  # the base case (no prosumer power) converged
     base_message: str = ""       # the solver's word on the base case
+    sites: dict[str, tuple[str, float]] = field(default_factory=dict)  # load -> (bus, km from the source)
 
     def placement_rows(self) -> list[dict]:
         """The ``placement`` table: every prosumer with its load, houses and any placement note, every load not
         placed with the reason, and a row without a load saying so when fewer were placed than asked for."""
+        def site(load: str) -> dict:
+            bus, km = self.sites.get(load, ("", float("nan")))
+            return dict(bus=bus, distance_km=round(km, 6))
+
         rows = [dict(feeder=self.feeder.name, load=p.load_name, prosumer=p.name,
-                     houses=self.houses.get(p.load_name, 1), reason=self.notes.get(p.load_name, ""))
-                for p in self.prosumers]
-        rows += [dict(feeder=self.feeder.name, load=load, prosumer="", houses=0, reason=why)
+                     houses=self.houses.get(p.load_name, 1), **site(p.load_name),
+                     reason=self.notes.get(p.load_name, "")) for p in self.prosumers]
+        rows += [dict(feeder=self.feeder.name, load=load, prosumer="", houses=0, **site(load), reason=why)
                  for load, why in self.skipped.items()]
         if self.shortfall:
-            rows.append(dict(feeder=self.feeder.name, load="", prosumer="", houses=0, reason=self.shortfall))
+            rows.append(dict(feeder=self.feeder.name, load="", prosumer="", houses=0, bus="", distance_km=float("nan"),
+                             reason=self.shortfall))
         return rows
 
 
@@ -89,6 +95,8 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
         if placement.shortfall:
             log.warning("warning: feeders.%s: %s", feeder.name, placement.shortfall)
         base = model.solve()
+        km = model.load_distances_km()
+        sites = {x.name: (x.bus, km[x.name]) for x in model.loads()}
         model.close()
         prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
         distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
@@ -97,7 +105,7 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
                               feeder=feeder.name)
         placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
                                    placement.notes, placement.shortfall, premia=premia,
-                                   base_converged=base.converged, base_message=base.message))
+                                   base_converged=base.converged, base_message=base.message, sites=sites))
     return placed
 
 

@@ -415,7 +415,7 @@ _BOOL_COLUMNS = {"accepted", "converged"}
 _INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target"}
 _TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "vpp", "product", "feeder",
                  "message", "prosumer", "kind", "counterparty", "item", "federate", "action", "key", "load",
-                 "payload", "mode", "mechanism"}
+                 "payload", "mode", "mechanism", "bus"}
 
 
 def typed_table(df: pd.DataFrame) -> pd.DataFrame:

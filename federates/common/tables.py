@@ -17,10 +17,11 @@ TABLES: dict[str, tuple[str, ...]] = {
              "matched_kwh", "reason"),
     "trades": ("time", "slot", "layer", "market", "buyer", "seller", "energy_kwh", "price_per_kwh"),
     # Layer II: one row per VPP, product and 15-minute slot (awards) or 5-minute interval (delivery)
-    # penalty_without_l3: what the ISO would have charged for the same metered delivery without the VPP's
-    # Layer III credits (their difference is the penalty Layer III avoided in this run)
+    # required_kw: what the ISO's regulation signal / reserve deployment asked of the award in the interval
+    # (delivery rows only); penalty_without_l3: what the ISO would have charged for the same metered delivery
+    # without the VPP's Layer III credits (their difference is the penalty Layer III avoided in this run)
     "ancillary": ("time", "slot", "vpp", "product", "offered_kw", "offer_price", "awarded_kw", "clearing_price",
-                  "delivered_kw", "performance", "penalty", "penalty_without_l3"),
+                  "required_kw", "delivered_kw", "performance", "penalty", "penalty_without_l3"),
     # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting);
     # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0);
     # community_battery_kw: the VPP's community battery at its bus (+ = discharging; in loads_kw too, negated)
@@ -47,8 +48,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     # timing test compares it with what each federate applied; off by default, it is large)
     "payloads": ("time", "federate", "key", "target", "payload"),
     # where prosumers sit: one row per prosumer (houses: how many houses its load stands for) and one per load
-    # that was not placed (reason); written at build time
-    "placement": ("feeder", "load", "prosumer", "houses", "reason"),
+    # that was not placed (reason); bus: the load's bus, distance_km: that bus's distance from the feeder's source
+    # along the lines (FeederModel.load_distances_km); written at build time
+    "placement": ("feeder", "load", "prosumer", "houses", "bus", "distance_km", "reason"),
     # one row per federate at the end: where its wall time went, and the HEMS solves that fell back to grid-only
     "federate_stats": ("time", "federate", "kind", "steps", "wall_s", "helics_wait_s", "compute_s", "fallbacks"),
 }

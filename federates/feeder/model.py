@@ -55,6 +55,7 @@ Robustness
 from __future__ import annotations
 
 import cmath
+import heapq
 import logging
 import math
 import os
@@ -82,6 +83,9 @@ PROSUMER_VLOW_PU = 0.5  # OpenDSS's default Vlowpu: below it a load is a plain c
 RATING_TOL = 0.05  # a load seeing more than 5 % off its own kV rating at nominal bus voltage gets a note
 BALANCE_REL_TOL = 1e-3  # 0.1 % of the gross power flow
 ABSURD_V_PU = 3.0  # a solved voltage above this is treated as a failed (diverged) solution
+# km per OpenDSS length unit (LineUnits: 1 mi, 2 kft, 3 km, 4 m, 5 ft, 6 in, 7 cm, 8 mm; 0 = none)
+KM_PER_UNIT = {1: 1.609344, 2: 0.3048, 3: 1.0, 4: 1e-3, 5: 3.048e-4, 6: 2.54e-5, 7: 1e-5, 8: 1e-6}
+UNITLESS_WARN_LENGTH = 0.01  # a line without length units longer than this (taken as km) gets a warning
 _PC_CLASSES = ("Generators", "PVsystems", "Storages")  # loads are read separately
 
 
@@ -525,6 +529,72 @@ class FeederModel:
         d = self._dss
         return dict(zip((n.lower() for n in d.Circuit.AllNodeNames()), d.Circuit.AllBusMagPu(), strict=True))
 
+    def load_distances_km(self) -> dict[str, float]:
+        """Per load (lower-case name, injectors included): the distance of its bus from the circuit's source bus
+        along the lines, in km (NaN when no closed path connects them).
+
+        The network is walked as a graph of buses joined by every enabled power-delivery element with no open
+        terminal: a line weighs its length converted to km from its own length units, or, when it has none, from
+        the units of its line code (OpenDSS then reads the length in the line code's units, as its impedances are);
+        switches and every other element (transformers, regulators, series reactors) weigh 0. The source bus is
+        that of the circuit's own voltage source (the first Vsource); on a meshed network the distance is the
+        shortest path. A line without units anywhere is taken in km, as OpenDSS's own ``Bus.Distance`` does, and
+        named in a warning. Unlike ``Bus.Distance`` this needs no EnergyMeter, is not cut at the feeder's own
+        meters' zone boundaries and honours a line code's units.
+        """
+        d = self._dss
+        line_km, unitless = self._line_lengths_km()
+        if unitless:  # OpenDSS's connectors (length 0.001, no units) are harmless; a real line is not
+            level = logging.WARNING if max(unitless.values()) > UNITLESS_WARN_LENGTH else logging.DEBUG
+            log.log(level, "%s: %d line(s) have no length units (%s); their lengths are taken as km; give units= "
+                    "on the line or its line code", self.master_path.name, len(unitless),
+                    ", ".join(list(unitless)[:3]) + ("..." if len(unitless) > 3 else ""))
+        graph: dict[str, list[tuple[str, float]]] = {}
+        i = d.PDElements.First()
+        while i > 0:
+            name = d.CktElement.Name().lower()
+            if not self._has_open_terminal():  # PDElements iterates enabled elements only
+                buses = list(dict.fromkeys(b.split(".")[0].lower() for b in d.CktElement.BusNames()))
+                km = line_km.get(name, 0.0)
+                for a in buses:
+                    graph.setdefault(a, []).extend((b, km) for b in buses if b != a)
+            i = d.PDElements.Next()
+        d.Vsources.First()
+        source = d.CktElement.BusNames()[0].split(".")[0].lower()
+        dist = _shortest_paths(graph, source)
+        return {info.name: dist.get(info.bus, float("nan")) for info in self._loads}
+
+    def _line_lengths_km(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Every line's length in km ("line.<name>" -> km; switches 0) and the lines without any length units (name
+        -> length as given)."""
+        d = self._dss
+        code_units: dict[str, int] = {}
+        i = d.LineCodes.First()
+        while i > 0:
+            code_units[d.LineCodes.Name().lower()] = int(d.LineCodes.Units())
+            i = d.LineCodes.Next()
+        lengths, unitless = {}, {}
+        i = d.Lines.First()
+        while i > 0:
+            name = d.Lines.Name().lower()
+            units = int(d.Lines.Units()) or code_units.get(d.Lines.LineCode().lower(), 0)
+            if d.Lines.IsSwitch():
+                km = 0.0
+            else:
+                if units not in KM_PER_UNIT:
+                    unitless[name] = float(d.Lines.Length())
+                km = float(d.Lines.Length()) * KM_PER_UNIT.get(units, 1.0)
+            lengths[f"line.{name}"] = km
+            i = d.Lines.Next()
+        return lengths, unitless
+
+    def _has_open_terminal(self) -> bool:
+        """The active element has a terminal whose every conductor is open (it connects nothing there)."""
+        d = self._dss
+        phases = max(1, int(d.CktElement.NumPhases()))
+        return any(all(d.CktElement.IsOpen(t, p) for p in range(1, phases + 1))
+                   for t in range(1, int(d.CktElement.NumTerminals()) + 1))
+
     def close(self) -> None:
         """Clear the engine and delete the temporary OpenDSS data folder. OpenDSS's ``clear`` changes the process
         directory back to where the engine library was first loaded: the caller's is restored."""
@@ -785,6 +855,23 @@ class FeederModel:
         self._p_inj_kw = {}
         self._inj_now[:] = np.nan
         self._pros_idx = np.zeros(0, dtype=np.intp)
+
+
+def _shortest_paths(graph: Mapping[str, Sequence[tuple[str, float]]], source: str) -> dict[str, float]:
+    """Dijkstra: the shortest distance from ``source`` to every node reachable in ``graph`` (node -> (node,
+    weight >= 0) pairs)."""
+    dist = {source: 0.0}
+    heap = [(0.0, source)]
+    while heap:
+        here, node = heapq.heappop(heap)
+        if here > dist.get(node, math.inf):
+            continue
+        for other, weight in graph.get(node, ()):
+            there = here + weight
+            if there < dist.get(other, math.inf):
+                dist[other] = there
+                heapq.heappush(heap, (there, other))
+    return dist
 
 
 def _refuse_run_script(master: Path) -> None:

@@ -46,7 +46,8 @@ def _record_awards(shell: Shell, step: Step, clearing, offers: dict[str, Ancilla
             shell.recorder.add("ancillary", time=step.time_s, slot=step.l2_slot, vpp=vpp, product=product,
                                offered_kw=kw, offer_price=offer.offer_price_per_mw_h.get(product, 0.0),
                                awarded_kw=clearing.awards.get(vpp, {}).get(product, 0.0),
-                               clearing_price=clearing.prices.get(product, 0.0), delivered_kw=float("nan"),
+                               clearing_price=clearing.prices.get(product, 0.0), required_kw=float("nan"),
+                               delivered_kw=float("nan"),
                                performance=float("nan"), penalty=0.0, penalty_without_l3=0.0)
 
 
@@ -62,7 +63,7 @@ def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits
         out = iso.settle(step.interval, vpp, metered, credits.get(vpp, 0.0))
         if out is None:
             continue
-        settlement, _, delivered = out
+        settlement, required, delivered = out
         alone, _, _ = iso.settle(step.interval, vpp, metered, 0.0)
         clearing = iso.cleared[slot]
         offer = offers.get(slot, {}).get(vpp)
@@ -70,8 +71,9 @@ def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits
             shell.recorder.add("ancillary", time=step.tick_start_s, slot=slot, vpp=vpp, product=p,
                                offered_kw=offer.offered_kw.get(p, 0.0) if offer else 0.0, offer_price=float("nan"),
                                awarded_kw=clearing.awards[vpp].get(p, 0.0), clearing_price=clearing.prices.get(p, 0.0),
-                               delivered_kw=delivered[p], performance=settlement.performance_score[p],
-                               penalty=settlement.penalty[p], penalty_without_l3=alone.penalty[p])
+                               required_kw=required.get(p, 0.0), delivered_kw=delivered[p],
+                               performance=settlement.performance_score[p], penalty=settlement.penalty[p],
+                               penalty_without_l3=alone.penalty[p])
             shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
                                item=f"ancillary_{p}", energy_kwh=0.0, amount=settlement.performance_payment[p])
             if settlement.penalty[p] > 0:

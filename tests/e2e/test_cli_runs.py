@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from runner.build import free_port
 from runner.cli import main
 from runner.launch import helics_env
+from runner.report import FIGURES
 
 pytestmark = pytest.mark.e2e
 SMALL = Path(__file__).with_name("small.yaml")
@@ -62,4 +63,4 @@ def test_compare_runs_every_mode_on_the_same_prosumers(tmp_path):
     reported = CliRunner().invoke(main, ["report", str(tmp_path / "full"), "--compare", str(tmp_path)])
     assert reported.exit_code == 0, reported.output
     html = (tmp_path / "full" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "src=\"http" not in html
+    assert html.count("data:image/png;base64,") == len(FIGURES) and "src=\"http" not in html

@@ -221,7 +221,7 @@ def test_delta_lateral_feeder_runs_and_every_prosumer_injects_as_commanded(delta
     assert mine.time.tolist() == STEP_TIMES
     assert mine.converged.all() and (mine.message == "converged").all(), mine.message.tolist()
     assert (mine.v_min_pu < 0.95).all(), "the lateral falls below 0.95 pu"
-    placement = pd.read_csv(run_dir / "results" / "placement.csv").fillna("")
+    placement = pd.read_csv(run_dir / "results" / "placement.csv").fillna({"load": "", "prosumer": "", "reason": ""})
     ours = placement[placement.feeder == "suburb"]
     assert (ours.prosumer != "").sum() == 9, "all 9 residential-size loads host a prosumer"
     assert ours.reason.str.contains("fewer than the 20 prosumers asked for: placed 9").any()
