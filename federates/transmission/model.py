@@ -210,7 +210,10 @@ class TransmissionModel:
         sbus = makeSbus(self._base_mva, bus, gen)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # scipy's singular-matrix warning: judged by the result below
-            v, ok, iterations = newtonpf(self._ybus, sbus, v0.copy(), self._ref, self._pv, self._pq, self._opt)
+            try:
+                v, ok, iterations = newtonpf(self._ybus, sbus, v0.copy(), self._ref, self._pv, self._pq, self._opt)
+            except (RuntimeError, np.linalg.LinAlgError):  # SuperLU: "failed to factorize matrix" (singular)
+                return v0, False, 0
         ok = bool(ok) and bool(np.all(np.isfinite(v))) and float(np.abs(v).max(initial=0.0)) < 3.0
         return v, ok, int(iterations)
 
