@@ -38,6 +38,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from pypower.bustypes import bustypes
@@ -53,6 +54,7 @@ from pypower.pfsoln import pfsoln
 from pypower.ppoption import ppoption
 
 from federates.common.errors import ConfigError
+from federates.feeder.shapes import background_multiplier
 
 # The PYPOWER cases a scenario may name (``transmission.case``); federates/common/config.py lists the same names.
 CASES = ("case4gs", "case6ww", "case9", "case14", "case24_ieee_rts", "case30", "case39", "case57", "case118",
@@ -229,3 +231,16 @@ class TransmissionModel:
             v_source_pu={a.feeder: math.nan for a in self.attachments},
             message=(f"{self.name}: Newton-Raphson did not converge in {iterations} iterations (twice: warm and "
                      f"case start) with {load:.1f} MW of load, of which {fp.sum():.1f} MW from the feeders"))
+
+
+def case_multiplier(load_shape: str, start: datetime, time_s: float) -> float:
+    """The case's load multiplier at ``time_s`` after ``start``: the feeders' background shape (``"background"``,
+    peak 1.0) or 1.0 (``"flat"``)."""
+    return background_multiplier(start, time_s) if load_shape == "background" else 1.0
+
+
+def first_interval(model: TransmissionModel, base_pq: Mapping[str, tuple[float, float]],
+                   multiplier: float) -> TransmissionState:
+    """The solution for interval 0, made before the run: the case at ``multiplier`` and each feeder's base-case
+    head power ``base_pq`` scaled by the same multiplier (nothing has been measured yet)."""
+    return model.solve({f: (p * multiplier, q * multiplier) for f, (p, q) in base_pq.items()}, multiplier)
