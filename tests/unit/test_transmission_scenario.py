@@ -16,7 +16,7 @@ def test_td_is_the_default_scenario_over_case39():
     td, default = load_scenario(SCENARIOS / "td.yaml"), load_scenario(SCENARIOS / "default.yaml")
     assert td.transmission is not None and default.transmission is None
     assert td.model_dump(exclude={"name", "transmission"}) == default.model_dump(exclude={"name", "transmission"})
-    assert td.transmission.case == "case39" and td.transmission.bus_of == {"suburb": 4, "rural": 20}
+    assert td.transmission.case == "case39" and td.transmission.bus_of == {"suburb": 20, "rural": 20}
     assert td.transmission.copies("suburb") == td.transmission.copies("rural") == 1000
 
 
