@@ -32,3 +32,11 @@ def test_copies_per_feeder_or_for_all():
 
 def test_the_schema_offers_exactly_the_cases_the_model_loads():
     assert typing.get_args(TransmissionCase) == CASES
+
+
+def test_the_launcher_expects_one_transmission_step_per_tick_right_after_the_feeders():
+    from federates.common.timebase import Phase
+    from runner.launch import expected_steps, phases_of
+
+    assert phases_of("transmission", "full") == {Phase.MEASURE} and Phase.MEASURE == Phase.PHYSICS + 1
+    assert expected_steps("transmission", "topdown", 3600) == 12  # 12 ticks in an hour, one solve each
