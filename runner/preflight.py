@@ -45,10 +45,13 @@ def preflight(scenario: Scenario) -> list[str]:
     """Every problem that would make the launched federation fail, found without launching it."""
     problems, counts, placed = [], [], []
     for i, feeder in enumerate(scenario.feeders):
-        found, count, done = _feeder_problems(scenario, i, feeder)
+        if scenario.transmission is None:
+            found, count = _feeder_problems(scenario, i, feeder)
+        else:  # the transmission check needs each feeder's base case
+            found, count, done = _placed_feeder(scenario, i, feeder)
+            placed += [done] if done is not None and done.base_converged else []
         problems += found
         counts.append(count)
-        placed += [done] if done is not None and done.base_converged else []
     problems += _transmission_problems(scenario, placed)
     problems += _csv_problems(scenario)
     problems += profile_problems(scenario, counts)
@@ -64,10 +67,14 @@ def check_scenario(scenario: Scenario, source: str = "") -> None:
 
 
 # ---- feeders -------------------------------------------------------------------------------------------------
-def _feeder_problems(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int, object]:
-    """Problems of feeder ``i``, how many prosumers it gets (the count asked for when placement fails) and its
-    placement (None when it fails): the builder's own placement (:func:`runner.build.place`) compiles the feeder
-    and solves its base case once."""
+def _feeder_problems(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int]:
+    """Problems of feeder ``i`` and how many prosumers it gets (the count asked for when placement fails): the
+    builder's own placement (:func:`runner.build.place`) compiles the feeder and solves its base case once."""
+    return _placed_feeder(scenario, i, feeder)[:2]
+
+
+def _placed_feeder(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int, object]:
+    """:func:`_feeder_problems` and the feeder's placement (None when it fails)."""
     from runner.build import place  # OpenDSS: imported only when a check needs it
 
     where = f"feeders.{i} ({feeder.name})"
