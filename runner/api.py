@@ -67,7 +67,7 @@ class Run:
         csv = path.with_suffix(".csv")
         if not csv.is_file():
             raise ConfigError(f"{csv}: not found; is {self.run_dir} a finished run folder?")
-        return typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]))
+        return typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]), name)
 
     @property
     def tables(self) -> list[str]:

@@ -30,6 +30,8 @@ from federates.common.wiring import (
     IsoFederate,
     ProsumerFederate,
     Runtime,
+    TransmissionFederate,
+    TransmissionLink,
     VppFederate,
     VppMarketFederate,
     check_wiring,
@@ -44,7 +46,7 @@ from runner.population import make_prosumers
 log = logging.getLogger(__name__)
 
 KIND_MODULE = {"feeder": "federates.feeder", "prosumer": "federates.prosumer", "vpp": "federates.vpp",
-               "iso": "federates.iso", "vpp_market": "federates.vpp_market"}
+               "iso": "federates.iso", "vpp_market": "federates.vpp_market", "transmission": "federates.transmission"}
 
 
 @dataclass
@@ -60,6 +62,9 @@ class PlacedFeeder:
     base_converged: bool = True  # the base case (no prosumer power) converged
     base_message: str = ""       # the solver's word on the base case
     sites: dict[str, tuple[str, float]] = field(default_factory=dict)  # load -> (bus, km from the source)
+    source_pu: float = 1.0       # the master's source voltage (Vsource.source pu)
+    base_p_head_kw: float = 0.0  # head power of the base case (for the transmission system's interval 0)
+    base_q_head_kvar: float = 0.0
 
     def placement_rows(self) -> list[dict]:
         """The ``placement`` table: every prosumer with its load, houses and any placement note, every load not
@@ -97,6 +102,7 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
         base = model.solve()
         km = model.load_distances_km()
         sites = {x.name: (x.bus, km[x.name]) for x in model.loads()}
+        source_pu = model.source_pu
         model.close()
         prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
         distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
@@ -105,7 +111,9 @@ def place(scenario: Scenario) -> list[PlacedFeeder]:
                               feeder=feeder.name)
         placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
                                    placement.notes, placement.shortfall, premia=premia,
-                                   base_converged=base.converged, base_message=base.message, sites=sites))
+                                   base_converged=base.converged, base_message=base.message, sites=sites,
+                                   source_pu=source_pu, base_p_head_kw=base.p_head_kw,
+                                   base_q_head_kvar=base.q_head_kvar))
     return placed
 
 
@@ -316,8 +324,33 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
         configs.append(VppMarketFederate(
             runtime=runtime("vpp_market", "vpp_market", ["vpp_market/results"], [f"{v}/l3_orders" for v in vpps]),
             market=scenario.vpp_market, vpps=vpps))
+    if scenario.transmission is not None:
+        add_transmission(scenario, placed, configs, runtime)
     check_wiring(configs)
     return configs
+
+
+def add_transmission(scenario: Scenario, placed: list[PlacedFeeder], configs: list[FederateConfig], runtime) -> None:
+    """T&D: the transmission federate (reads the attached feeders' states, publishes their source voltages), and
+    each attached feeder subscribed to it with its interval-0 voltage from the pre-run solution
+    (:mod:`runner.transmission`)."""
+    from runner.transmission import base_of, initial_solution, links
+
+    key = "transmission/voltages"
+    rows = [TransmissionLink(**row, state_key=f"feeder_{row['feeder']}/state")
+            for row in links(scenario, base_of(placed))]
+    initial = initial_solution(scenario, rows)
+    if not initial.converged:
+        raise ConfigError(f"transmission: {initial.message}; lower transmission.feeders_per_bus", "transmission")
+    attached = {r.feeder for r in rows}
+    for cfg in configs:
+        if isinstance(cfg, FeederFederate) and cfg.feeder.name in attached:
+            cfg.transmission_key = key
+            cfg.v_source_pu_initial = initial.v_source_pu[cfg.feeder.name]
+            cfg.runtime.subscriptions.append(key)
+    configs.append(TransmissionFederate(runtime=runtime("transmission", "transmission", [key],
+                                                        [r.state_key for r in rows]),
+                                        transmission=scenario.transmission, links=rows, voltages_key=key))
 
 
 def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str, broker_port: int,

@@ -338,6 +338,10 @@ def phases_of(kind: str, mode: str) -> set:
     from federates.common.timebase import Phase
     from federates.vpp.federate import phases_for
 
+    if kind == "transmission":
+        from federates.transmission.federate import PHASE
+
+        return {PHASE}
     return {
         "feeder": {Phase.PHYSICS},
         "prosumer": {Phase.DISPATCH, Phase.L1_BID} | ({Phase.L1_COMMIT} if mode in P2P_MODES else set()),
@@ -355,7 +359,7 @@ def expected_steps(kind: str, mode: str, duration_s: int) -> int:
 
 
 # the table of each kind that must reach the last 5-minute tick of the span (its rows are stamped with the tick)
-END_TABLE = {"feeder": "feeder_steps", "prosumer": "prosumer_steps"}
+END_TABLE = {"feeder": "feeder_steps", "prosumer": "prosumer_steps", "transmission": "transmission_steps"}
 
 
 @dataclass

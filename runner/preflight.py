@@ -4,6 +4,8 @@
 
 * each feeder compiles, its base case (no prosumers) converges, and its prosumers can be placed
   (:func:`runner.build.place`, the builder's own placement);
+* the transmission system (``transmission``): every bus of ``bus_of`` is a bus of the case, and the case's power
+  flow converges as given and for the first interval with the feeders attached (:mod:`runner.transmission`);
 * the prosumers' own load, PV and EV files load, resample and cover the run, and each pattern names a prosumer
   (:func:`runner.profiles.profile_problems`);
 * the ISO price and regulation CSVs load with the loaders the ISO federate uses
@@ -41,11 +43,16 @@ LONGEST_INSIDE = "/parts/prosumers_" + "x" * 40 + "_999/prosumer_steps.csv"    #
 
 def preflight(scenario: Scenario) -> list[str]:
     """Every problem that would make the launched federation fail, found without launching it."""
-    problems, counts = [], []
+    problems, counts, placed = [], [], []
     for i, feeder in enumerate(scenario.feeders):
-        found, count = _feeder_problems(scenario, i, feeder)
+        if scenario.transmission is None:
+            found, count = _feeder_problems(scenario, i, feeder)
+        else:  # the transmission check needs each feeder's base case
+            found, count, done = _placed_feeder(scenario, i, feeder)
+            placed += [done] if done is not None and done.base_converged else []
         problems += found
         counts.append(count)
+    problems += _transmission_problems(scenario, placed)
     problems += _csv_problems(scenario)
     problems += profile_problems(scenario, counts)
     problems += memory_problems(scenario, sum(counts))
@@ -63,19 +70,33 @@ def check_scenario(scenario: Scenario, source: str = "") -> None:
 def _feeder_problems(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int]:
     """Problems of feeder ``i`` and how many prosumers it gets (the count asked for when placement fails): the
     builder's own placement (:func:`runner.build.place`) compiles the feeder and solves its base case once."""
+    return _placed_feeder(scenario, i, feeder)[:2]
+
+
+def _placed_feeder(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[list[str], int, object]:
+    """:func:`_feeder_problems` and the feeder's placement (None when it fails)."""
     from runner.build import place  # OpenDSS: imported only when a check needs it
 
     where = f"feeders.{i} ({feeder.name})"
     try:
         placed = place(scenario.model_copy(update={"feeders": [feeder]}))[0]
     except ConfigError as exc:
-        return [f"{where}: {p}" for p in exc.problems], _asked(feeder)
+        return [f"{where}: {p}" for p in exc.problems], _asked(feeder), None
     problems = []
     if not placed.base_converged:
         problems.append(f"{where}.master {feeder.master}: the base case (no prosumers) does not converge: "
                         f"{placed.base_message}; raise feeders.{i}.max_iterations or check the model in OpenDSS "
                         "(`harmony feeder info`)")
-    return problems, len(placed.prosumers)
+    return problems, len(placed.prosumers), placed
+
+
+def _transmission_problems(scenario: Scenario, placed: list) -> list[str]:
+    """The transmission case's buses and the convergence of its first interval (:mod:`runner.transmission`)."""
+    if scenario.transmission is None:
+        return []
+    from runner.transmission import base_of, transmission_problems
+
+    return transmission_problems(scenario, base_of(placed))
 
 
 def _asked(feeder: FeederConfig) -> int:

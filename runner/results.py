@@ -412,16 +412,20 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
 
 # columns whose type is not float: every other column of a results table is a number in its unit
 _BOOL_COLUMNS = {"accepted", "converged"}
-_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target"}
+_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target", "bus", "iterations"}
 _TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "vpp", "product", "feeder",
                  "message", "prosumer", "kind", "counterparty", "item", "federate", "action", "key", "load",
-                 "payload", "mode", "mechanism", "bus"}
+                 "payload", "mode", "mechanism", "case"}
+# the same name with another type in one table: an OpenDSS bus is a name, a transmission case's bus a number
+_TEXT_IN_TABLE = {"placement": {"bus"}}
 
 
-def typed_table(df: pd.DataFrame) -> pd.DataFrame:
-    """A results table read from CSV with its columns typed: booleans, integers, text, everything else float."""
+def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
+    """Results table ``table`` read from CSV with its columns typed: booleans, integers, text, everything else
+    float."""
+    text = _TEXT_COLUMNS | _TEXT_IN_TABLE.get(table, set())
     for col in df.columns:
-        if col in _TEXT_COLUMNS:
+        if col in text:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
         elif col in _BOOL_COLUMNS:
             df[col] = df[col].astype(str).str.lower().isin(("true", "1", "1.0"))
@@ -437,7 +441,7 @@ def write_parquet(run_dir: Path, start, timezone: str) -> None:
     ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it."""
     origin = pd.Timestamp(start).tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
     for csv in sorted((Path(run_dir) / "results").glob("*.csv")):
-        df = typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]))
+        df = typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]), csv.stem)
         if "time" in df.columns:
             df = df.rename(columns={"time": "time_s"})
             at = df.columns.get_loc("time_s") + 1

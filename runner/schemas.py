@@ -34,6 +34,7 @@ TOPIC_PAYLOAD: dict[str, type[m.Payload]] = {
     "awards": m.Awards,
     "dispatch": m.DispatchSignal,
     "results": m.L3Result,
+    "voltages": m.TransmissionVoltages,
 }
 
 

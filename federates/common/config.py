@@ -278,6 +278,39 @@ class VppMarketConfig(Model):
     wheeling_charge_per_kwh: float = Field(0.01, ge=0.0, description="per-kWh charge (physical: financial)")
 
 
+TransmissionCase = Literal["case4gs", "case6ww", "case9", "case14", "case24_ieee_rts", "case30", "case39", "case57",
+                          "case118", "case300"]  # the PYPOWER cases (federates/transmission/model.py CASES)
+
+
+class TransmissionConfig(Model):
+    """A transmission system under the feeders (T&D co-simulation, ``federates/transmission``): every 5 minutes its
+    AC power flow (PYPOWER) takes each attached feeder's head power, ``feeders_per_bus`` times, at its bus on top
+    of the case's own load, and gives each feeder its source voltage for the next interval."""
+
+    case: TransmissionCase = Field(description="PYPOWER case (IEEE test systems), e.g. case39 (New England 39-bus)")
+    bus_of: dict[str, int] = Field(min_length=1, description="feeder name -> bus number of the case it hangs on; "
+                                   "feeders not named keep their own source voltage")
+    feeders_per_bus: int | dict[str, int] = Field(
+        1, description="identical copies of the feeder on its bus (one number for all, or feeder -> number): the "
+        "bus load grows by copies x the feeder's head power, so a community is visible at transmission scale")
+    load_shape: Literal["background", "flat"] = Field(
+        "background", description="background: the case's loads and non-slack dispatch follow the feeders' "
+        "background time-of-day shape (peak 1.0 = the case as given); flat: the case as given all day")
+    max_iterations: int = Field(30, ge=1, description="Newton-Raphson iterations of the transmission power flow")
+
+    @field_validator("feeders_per_bus")
+    @classmethod
+    def _positive_copies(cls, v: int | dict[str, int]) -> int | dict[str, int]:
+        counts = v.values() if isinstance(v, dict) else [v]
+        bad = [c for c in counts if c < 1]
+        if bad:
+            raise ValueError(f"feeders_per_bus must be whole numbers >= 1 (identical feeders on the bus), got {bad[0]}")
+        return v
+
+    def copies(self, feeder: str) -> int:
+        return self.feeders_per_bus if isinstance(self.feeders_per_bus, int) else self.feeders_per_bus[feeder]
+
+
 class FederationConfig(Model):
     """How the federation is split into processes."""
 
@@ -317,6 +350,9 @@ class Scenario(Model):
     iso: IsoConfig = Field(IsoConfig(), description="ISO ancillary market")
     vpp_market: VppMarketConfig = Field(VppMarketConfig(), description="inter-VPP market (Layer III)")
     federation: FederationConfig = Field(FederationConfig(), description="process layout of the federation")
+    transmission: TransmissionConfig | None = Field(
+        None, description="a transmission system under the feeders (T&D co-simulation); null: none, each feeder "
+        "keeps its own source voltage")
 
     @field_validator("start")
     @classmethod
@@ -371,6 +407,21 @@ class Scenario(Model):
             if missing:
                 raise ValueError(f"vpp_market.physical is tie, so {missing} must name the bus where the tie line "
                                  "connects (e.g. lv_busbar), or set vpp_market.physical: financial")
+        return self
+
+    @model_validator(mode="after")
+    def _transmission_feeders(self):
+        tr = self.transmission
+        if tr is None:
+            return self
+        names = [f.name for f in self.feeders]
+        unknown = [f for f in tr.bus_of if f not in names]
+        if unknown:
+            raise ValueError(f"transmission.bus_of names {unknown}, which are not feeders of the scenario {names}; "
+                             "use the feeders' names")
+        if isinstance(tr.feeders_per_bus, dict) and set(tr.feeders_per_bus) != set(tr.bus_of):
+            raise ValueError(f"transmission.feeders_per_bus names {sorted(tr.feeders_per_bus)} but bus_of names "
+                             f"{sorted(tr.bus_of)}; give a number for each feeder of bus_of (or one number for all)")
         return self
 
     @property

@@ -227,3 +227,24 @@ class L3Result(Payload):
     interval: int
     trades: list[TradeMsg]
     credit_kwh: dict[str, float]  # per VPP: injection credited to its delivery (+ = others injected for it)
+
+
+# ---- transmission -> feeders -----------------------------------------------------------------------------------
+class TransmissionVoltages(Payload):
+    """The transmission power flow solved for interval ``interval`` (published at the MEASURE phase of the interval
+    before, from the feeders' head power of that interval). Per attached feeder: ``v_source_pu``, the voltage its
+    source must take in ``interval`` (pu of its base: its substation's fixed tap x ``bus_v_pu``), the transmission
+    bus voltage ``bus_v_pu`` and angle ``bus_angle_deg``. When the power flow failed (``converged`` False, ``message``
+    says why) the voltages are those of the last converged solution. Key ``transmission/voltages``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    time_s: float
+    interval: int
+    case: str
+    converged: bool
+    v_source_pu: dict[str, float]
+    bus_v_pu: dict[str, float]
+    bus_angle_deg: dict[str, float]
+    losses_mw: float = 0.0
+    message: str = ""

@@ -24,10 +24,12 @@ TABLES: dict[str, tuple[str, ...]] = {
                   "required_kw", "delivered_kw", "performance", "penalty", "penalty_without_l3"),
     # loads_kw: power drawn by every load and DER element (prosumers count as negative loads when exporting);
     # tie_kw: power entering the feeder over the tie line to other feeders (Layer III in tie mode, else 0);
-    # community_battery_kw: the VPP's community battery at its bus (+ = discharging; in loads_kw too, negated)
+    # community_battery_kw: the VPP's community battery at its bus (+ = discharging; in loads_kw too, negated);
+    # v_source_pu: the voltage of the feeder's source in the interval (the master's own value, or the one the
+    # transmission power flow gave it, transmission.bus_of)
     "feeder_steps": ("time", "feeder", "converged", "v_min_pu", "v_max_pu", "p_head_kw", "q_head_kvar",
                      "losses_kw", "max_loading_pct", "n_violations", "members_p_kw", "loads_kw", "tie_kw",
-                     "community_battery_kw", "message"),
+                     "community_battery_kw", "message", "v_source_pu"),
     # the VPPs' community batteries, every 5-min interval (time = its start): p_kw (+ = discharging) =
     # baseline_kw + delivery_kw (its share of ancillary / Layer III delivery) + corrective_kw, clamped to its
     # limits; soc_kwh after the interval; its share of the slot's awards (reserve_up_kw, reserve_down_kw); kwh and
@@ -35,6 +37,15 @@ TABLES: dict[str, tuple[str, ...]] = {
     "community_battery": ("time", "vpp", "feeder", "p_kw", "soc_kwh", "baseline_kw", "delivery_kw", "corrective_kw",
                           "reserve_up_kw", "reserve_down_kw", "kwh", "eta_charge", "eta_discharge"),
     "voltages": ("time", "feeder", "prosumer", "v_pu"),
+    # T&D (scenario transmission): every bus of the transmission case, every 5-min interval (time = its start; the
+    # solution the feeders applied in it): voltage magnitude and angle, load (the case's shaped load plus the
+    # feeders'), of which the feeders' (copies x head power; feeder: who hangs there, "" none), MW / Mvar
+    "transmission": ("time", "bus", "v_pu", "angle_deg", "p_load_mw", "q_load_mvar", "feeders_p_mw",
+                     "feeders_q_mvar", "feeder"),
+    # T&D, one row per interval: convergence, Newton iterations, the case's load multiplier, totals (MW, Mvar) with
+    # p_gen_mw = p_load_mw + shunt_mw + losses_mw, and the range of bus voltages
+    "transmission_steps": ("time", "case", "converged", "iterations", "load_multiplier", "p_gen_mw", "q_gen_mvar",
+                           "p_load_mw", "feeders_p_mw", "shunt_mw", "losses_mw", "v_min_pu", "v_max_pu", "message"),
     # topdown_grid_kw / topdown_soc_kwh: the same prosumer in the same interval under top-down (its top-down
     # twin in the market modes, itself in topdown, empty in netmetering): the reference of the VPP's guarantee
     "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",

@@ -19,6 +19,7 @@ from federates.common.config import (
     IsoConfig,
     MarketConfig,
     Mode,
+    TransmissionConfig,
     VppConfig,
     VppMarketConfig,
 )
@@ -34,7 +35,7 @@ class Runtime(Model):
     """What every federate needs to join the federation and record results."""
 
     name: str
-    kind: Literal["feeder", "prosumer", "vpp", "iso", "vpp_market"]
+    kind: Literal["feeder", "prosumer", "vpp", "iso", "vpp_market", "transmission"]
     broker_port: int
     broker_address: str = "127.0.0.1"        # where the broker listens (its host's address on multi-host runs)
     interface: str | None = None             # this federate's host address, its core listens there (None: local)
@@ -55,6 +56,8 @@ class FeederFederate(Model):
     prosumer_loads: dict[str, str]          # prosumer -> OpenDSS load name
     injection_keys: list[str]                # one per prosumer federate of this feeder
     tie_vpp: str | None = None               # tie mode: the VPP whose Layer III trades flow over the tie
+    transmission_key: str | None = None      # T&D: the key of the transmission voltages (None: no transmission)
+    v_source_pu_initial: float | None = None  # T&D: source voltage of interval 0 (pre-run transmission solution)
 
 
 class ProsumerFederate(Model):
@@ -94,7 +97,28 @@ class VppMarketFederate(Model):
     vpps: list[str]
 
 
-FederateConfig = FeederFederate | ProsumerFederate | VppFederate | IsoFederate | VppMarketFederate
+class TransmissionLink(Model):
+    """A feeder attached to the transmission system (``federates.transmission.model.Attachment`` plus its
+    base-case head power, from which the pre-run solution for interval 0 is made)."""
+
+    feeder: str
+    bus: int                                 # the case's bus number
+    copies: int                              # identical feeders on the bus
+    tap_pu: float                            # its source voltage when the bus is at 1 pu (fixed substation tap)
+    base_p_head_kw: float                    # its head power in the base case (builder's solve, no prosumer power)
+    base_q_head_kvar: float
+    state_key: str                           # where it publishes its state (head P/Q)
+
+
+class TransmissionFederate(Model):
+    runtime: Runtime
+    transmission: TransmissionConfig
+    links: list[TransmissionLink]
+    voltages_key: str                        # what it publishes
+
+
+FederateConfig = (FeederFederate | ProsumerFederate | VppFederate | IsoFederate | VppMarketFederate
+                  | TransmissionFederate)
 
 
 def check_wiring(configs: list[FederateConfig]) -> None:

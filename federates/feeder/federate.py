@@ -1,7 +1,8 @@
 """Feeder physics federate: applies prosumer injections to OpenDSS and publishes the power-flow state.
 
-Every 5 minutes (phase PHYSICS): read net injections (and the VPP's community battery power, from its setpoints)
--> set loads -> solve -> record -> publish state. The community battery is a constant-power element at its bus
+Every 5 minutes (phase PHYSICS): read net injections (and the VPP's community battery power, from its setpoints;
+with a transmission system, the source voltage published for this interval) -> set loads and source -> solve ->
+record -> publish state. The community battery is a constant-power element at its bus
 (``FeederModel`` injector), so its power is in the power flow, in ``loads_kw`` and in the published
 ``community_battery_kw`` that the ISO adds to the members' metered delivery.
 A failed power flow (after the model's one retry) is recorded as it is (converged False, NaN figures) and,
@@ -17,7 +18,14 @@ from dataclasses import replace
 
 from federates.common.errors import ConvergenceError
 from federates.common.helics_shell import Shell
-from federates.common.messages import FeederStateMsg, Injections, L3Result, Setpoints, ViolationMsg
+from federates.common.messages import (
+    FeederStateMsg,
+    Injections,
+    L3Result,
+    Setpoints,
+    TransmissionVoltages,
+    ViolationMsg,
+)
 from federates.common.timebase import TICK_S, Phase
 from federates.common.wiring import FeederFederate, load_federate_config
 from federates.feeder.model import FeederModel, FeederState
@@ -42,8 +50,10 @@ def main(config_path: str) -> None:
     prosumer_of = {load: p for p, load in cfg.prosumer_loads.items()}
     injections = dict.fromkeys(cfg.prosumer_loads, 0.0)
     key = f"{cfg.runtime.name}/state"
+    source = _Source(cfg, model)
     with Shell(cfg.runtime) as shell:
         for step in shell.steps({Phase.PHYSICS}):
+            source.apply(shell, step.interval)
             for sub in cfg.injection_keys:
                 msg = shell.read(sub, Injections)
                 if msg is not None:
@@ -68,7 +78,7 @@ def main(config_path: str) -> None:
             state = model.solve()
             members_p_kw = sum(injections.values())
             loads_kw = model.pc_power_kw() if state.converged else float("nan")
-            _record(shell, feeder.name, state, members_p_kw, loads_kw, (tie_kw, cb_kw), prosumer_of)
+            _record(shell, feeder.name, state, members_p_kw, loads_kw, (tie_kw, cb_kw), prosumer_of, model.source_pu)
             if not state.converged:
                 log.warning("t=%s s: power flow of %s failed: %s", step.tick_start_s, feeder.name, state.message)
                 if feeder.on_nonconvergence == "stop":
@@ -79,8 +89,29 @@ def main(config_path: str) -> None:
                           target=step.interval)
 
 
+class _Source:
+    """T&D: the source voltage of each interval, from the transmission federate's voltages published for it (the
+    pre-run solution's for interval 0); a missing one keeps the last applied. Without a transmission system the
+    master's own source voltage stays."""
+
+    def __init__(self, cfg: FeederFederate, model: FeederModel):
+        self.key, self.name, self.model = cfg.transmission_key, cfg.feeder.name, model
+        self.pending: dict[int, float] = {}
+        if self.key is not None and cfg.v_source_pu_initial is not None:
+            self.pending[0] = cfg.v_source_pu_initial
+
+    def apply(self, shell: Shell, interval: int) -> None:
+        if self.key is None:
+            return
+        msg = shell.read(self.key, TransmissionVoltages)
+        if msg is not None and self.name in msg.v_source_pu:
+            self.pending[msg.interval] = msg.v_source_pu[self.name]
+        if interval in self.pending:
+            self.model.set_source_pu(self.pending.pop(interval))
+
+
 def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float,
-            injectors_kw: tuple[float, float], prosumer_of: dict) -> None:
+            injectors_kw: tuple[float, float], prosumer_of: dict, v_source_pu: float) -> None:
     t = shell.time_s - Phase.PHYSICS
     tie_kw, battery_kw = injectors_kw
     shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
@@ -88,7 +119,7 @@ def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, 
                        q_head_kvar=state.q_head_kvar, losses_kw=state.losses_kw,
                        max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
                        members_p_kw=members_p_kw, loads_kw=loads_kw, tie_kw=tie_kw, community_battery_kw=battery_kw,
-                       message=state.message)
+                       message=state.message, v_source_pu=v_source_pu)
     for load, v in state.v_pu.items():
         if load in prosumer_of:
             shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)

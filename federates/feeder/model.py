@@ -249,6 +249,7 @@ class FeederModel:
         finally:
             os.chdir(cwd)
         self._compile()
+        self._source = self._find_source()
         self.injectors = self._add_injectors(injectors)
         self._index_loads()
         self._index_network()
@@ -284,6 +285,31 @@ class FeederModel:
             os.chdir(cwd)
         if d.Circuit.NumBuses() == 0:
             raise ConfigError(f"{self.master_path} defines no circuit; it needs a `New Circuit.<name>` line")
+
+    def _find_source(self) -> str:
+        """The circuit's source: the ``Vsource.source`` that ``New Circuit`` creates at the head (every master we
+        know edits that one, e.g. IEEE 8500's ``~ pu=1.05``), else the first Vsource of the circuit."""
+        d = self._dss
+        names = [n.lower() for n in d.Vsources.AllNames()] if d.Vsources.Count() else []
+        if not names:
+            raise ConfigError(f"{self.master_path} has no Vsource: a circuit needs a source (`New Circuit.<name>` "
+                              "makes Vsource.source)")
+        return "source" if "source" in names else names[0]
+
+    @property
+    def source_pu(self) -> float:
+        """Voltage of the circuit's source (``Vsource.<name>.pu``): the master's value until :meth:`set_source_pu`."""
+        self._dss.Vsources.Name(self._source)
+        return float(self._dss.Vsources.PU())
+
+    def set_source_pu(self, v_pu: float) -> None:
+        """Set the source voltage for the next solves (pu of its base kV), e.g. the substation voltage that a
+        transmission power flow gives (``federates.transmission``)."""
+        if not (math.isfinite(v_pu) and 0.5 <= v_pu <= 1.5):
+            raise ConfigError(f"source voltage {v_pu!r} pu of {self.master_path.name} must be a finite number in "
+                              "[0.5, 1.5]")
+        self._dss.Vsources.Name(self._source)
+        self._dss.Vsources.PU(float(v_pu))
 
     def _add_injectors(self, buses: Sequence[str]) -> list[str]:
         """Add one constant-power element per bus through which power enters or leaves the feeder other than

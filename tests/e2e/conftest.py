@@ -1,5 +1,5 @@
-"""Short real runs shared by the end-to-end modules that only read their results: tests/e2e/small.yaml, and one
-hour of configs/scenarios/three_vpps.yaml (where Layer III trades).
+"""Short real runs shared by the end-to-end modules that only read their results: tests/e2e/small.yaml, one
+hour of configs/scenarios/three_vpps.yaml (where Layer III trades), and small.yaml over a transmission system (T&D).
 
 Both record every published payload (``HARMONY_RECORD_PAYLOADS=1``, table ``payloads``), so that
 ``test_timing.py`` can compare what was published for an interval or slot with what each federate applied.
@@ -56,3 +56,13 @@ feeders:
 federation: {{prosumers_per_federate: 2}}
 """)
     return path
+
+
+TD = ["transmission={case: case39, bus_of: {suburb: 4, rural: 20}, feeders_per_bus: {suburb: 1000, rural: 300}}"]
+
+
+@pytest.fixture(scope="session")
+def td_run(tmp_path_factory) -> tuple[Path, dict]:
+    """(run folder, kpis) of tests/e2e/small.yaml over the IEEE 39-bus system (suburb at bus 4 x 1000, rural at
+    bus 20 x 300): the same prosumers, markets and span as ``small_run``, plus the transmission federate."""
+    return _run(load_scenario(SMALL, TD), tmp_path_factory.mktemp("e2e") / "td")

@@ -280,3 +280,56 @@ def test_every_tick_runs_its_phases_in_causal_order(rec, before, after, shift):
             assert effect.max() - cause.min() < TICK_S, "the effect belongs to the same tick"
             checked += 1
     assert checked >= rec["n"] - 4, f"{before} -> {after} seen in only {checked} ticks"
+
+
+# ---- transmission <-> feeders (T&D, the td run of conftest.py) ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def td(td_run):
+    """The recorded T&D run: its tables and payloads as ``rec``, each attached feeder's link (bus, copies, tap) and
+    the source voltage of interval 0 it was built with."""
+    run_dir, _ = td_run
+    config = json.loads((run_dir / "federates" / "transmission.json").read_text())
+    links = {x["feeder"]: x for x in config["links"]}
+    initial = {f: json.loads((run_dir / "federates" / f"feeder_{f}.json").read_text())["v_source_pu_initial"]
+               for f in links}
+    return _load(run_dir) | {"links": links, "initial": initial, "buses": table(run_dir, "transmission")}
+
+
+def test_the_source_voltage_published_for_n_is_the_one_the_feeder_applies_in_n(td):
+    published = td["p"]["transmission/voltages"]
+    assert sorted(published) == list(range(1, td["n"])), "one solution for every interval after the first"
+    feeder = td["feeder"].set_index(["feeder", "interval"])
+    assert set(td["links"]) == set(td["feeders"])
+    for f in td["links"]:
+        assert _differs_between_neighbours({n: m["v_source_pu"][f] for n, m in published.items()}), f
+        for n in range(td["n"]):
+            want = td["initial"][f] if n == 0 else published[n]["v_source_pu"][f]
+            assert feeder.loc[(f, n)].v_source_pu == pytest.approx(want, abs=1e-9), (f, n)
+
+
+def test_the_transmission_solves_n_plus_1_with_the_feeders_head_power_of_n(td):
+    buses = td["buses"]
+    for f, link in td["links"].items():
+        at_bus = buses[buses.bus == link["bus"]].set_index("time")
+        states = td["p"][f"feeder_{f}/state"]
+        assert _differs_between_neighbours({n: s["p_head_kw"] for n, s in states.items()})
+        for n in range(td["n"] - 1):
+            row = at_bus.loc[(n + 1) * TICK_S]
+            assert row.feeder == f
+            assert row.feeders_p_mw == pytest.approx(link["copies"] * states[n]["p_head_kw"] / 1000, rel=1e-9), (f, n)
+            assert row.feeders_q_mvar == pytest.approx(link["copies"] * states[n]["q_head_kvar"] / 1000, rel=1e-9)
+            # and what it published for n + 1 is that solution, through the feeder's fixed tap
+            sent = td["p"]["transmission/voltages"][n + 1]
+            assert sent["bus_v_pu"][f] == pytest.approx(row.v_pu, abs=1e-12), (f, n)
+            assert sent["v_source_pu"][f] == pytest.approx(link["tap_pu"] * row.v_pu, abs=1e-12), (f, n)
+
+
+def test_the_transmission_publishes_between_the_feeders_state_of_n_and_their_solve_of_n_plus_1(td):
+    ex = td["exchange"]
+    for n in range(td["n"] - 1):
+        state = _times(ex, "publish", "/state", n, "feeder_")
+        solved = _times(ex, "publish", "transmission/voltages", n + 1, "transmission")
+        applied = _times(ex, "read", "transmission/voltages", n + 1, "feeder_")
+        assert len(solved) == 1 and len(applied) == len(td["links"]), n
+        assert state.max() < solved.min() < applied.min() and applied.max() - state.min() <= TICK_S, n

@@ -143,6 +143,21 @@ CASES = [
      ["prosumers_per_federate", "0"]),
     ("federation_broker_port_privileged", ["--set", "federation.broker_port=80"], {}, ["broker_port", "80"]),
     ("federation_log_level_unknown", ["--set", "federation.log_level=loud"], {}, ["log_level", "loud"]),
+    # ---- the transmission system (T&D): schema, then the case's buses and power flow before launch ---------
+    ("transmission_case_unknown", ["--set", "transmission={case: case1234, bus_of: {suburb: 4}}"], {},
+     ["transmission.case", "case1234", "case39"]),
+    ("transmission_bus_unknown", ["--set", "transmission={case: case39, bus_of: {suburb: 99}}"], {},
+     ["transmission.bus_of.suburb", "99", "not a bus of case39"]),
+    ("transmission_feeder_unknown", ["--set", "transmission={case: case39, bus_of: {nowhere: 4}}"], {},
+     ["transmission.bus_of", "nowhere", "not feeders", "suburb"]),
+    ("transmission_copies_zero", ["--set", "transmission={case: case39, bus_of: {suburb: 4}, feeders_per_bus: 0}"],
+     {}, ["transmission.feeders_per_bus", "0", ">= 1"]),
+    ("transmission_copies_negative_for_one", ["--set", "transmission={case: case39, bus_of: {suburb: 4}, "
+                                              "feeders_per_bus: {suburb: -3}}"], {},
+     ["transmission.feeders_per_bus", "-3", ">= 1"]),
+    ("transmission_does_not_converge", ["--set", "transmission={case: case39, bus_of: {suburb: 4}, "
+                                        "feeders_per_bus: 1000000}"], {},
+     ["transmission.feeders_per_bus", "1000000", "does not converge", "lower"]),
     # ---- the scenario file ---------------------------------------------------------------------------------
     ("scenario_missing", ["{tmp}/nope.yaml"], {}, ["nope.yaml", "cannot read"]),
     ("scenario_is_a_folder", ["{tmp}"], {}, ["SCENARIO", "directory"]),
