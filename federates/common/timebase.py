@@ -5,13 +5,13 @@ HELICS time is seconds since the scenario start. The feeder and real-time dispat
 15 minutes (``L2_PERIOD_S``) for the slot 15 minutes ahead, Layer III every 5 minutes (``L3_PERIOD_S``) for the
 interval 5 minutes ahead.
 
-Inside each tick ``tau = n * TICK_S`` the federates act at integer-second offsets (:class:`Phase`). A value
-published at ``tau + k`` is read by its subscribers at ``tau + j`` with ``j > k``: HELICS only grants a later
-time once every publisher has moved past the earlier one, so nothing arrives one step late and nothing is read
-before it is written. ``docs/timing.md`` shows one whole 30-minute cycle.
+Inside each tick ``tau = n * TICK_S`` the federates act in phases (:class:`Phase`) at integer-second offsets
+(:data:`OFFSET_S`). A value published at ``tau + k`` is read by its subscribers at ``tau + j`` with ``j > k``:
+HELICS only grants a later time once every publisher has moved past the earlier one, so nothing arrives one step
+late and nothing is read before it is written. ``docs/timing.md`` shows one whole 30-minute cycle.
 
 Every federate asks for exactly the times of its own phases (:func:`schedule`), in order, as an
-uninterruptible federate.
+uninterruptible federate; its phases at the same second share one time grant (:func:`grant_times`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Cadence(IntEnum):
 
 
 class Phase(IntEnum):
-    """Second offsets inside a 5-minute tick ``tau``; the value is the offset in seconds.
+    """What a federate does in a tick ``tau``, in the order it happens (the value orders phases; the second inside
+    the tick is :attr:`offset_s`, from :data:`OFFSET_S`: several phases may share a second).
 
     Interval ``n`` is ``[tau, tau + 300)``. Layer I slot ``m`` is ``[m * 1800, (m + 1) * 1800)``; Layer II
     slot ``q`` is ``[q * 900, (q + 1) * 900)``.
@@ -56,6 +57,30 @@ class Phase(IntEnum):
     L3_CLEAR = 11   # inter-VPP market: clear interval n + 1; publish trades
     SETPOINT = 12   # VPP: members' setpoints for interval n + 1 (ancillary delivery + corrective caps)
 
+    @property
+    def offset_s(self) -> int:
+        """The second inside the tick at which this phase runs."""
+        return OFFSET_S[self]
+
+
+OFFSET_S: dict[Phase, int] = {
+    Phase.DISPATCH: 0,
+    Phase.PHYSICS: 1,
+    Phase.MEASURE: 2,
+    Phase.L1_BID: 3,
+    Phase.L1_CLEAR: 4,
+    Phase.L1_COMMIT: 5,
+    Phase.L2_OFFER: 6,
+    Phase.L2_CLEAR: 7,
+    Phase.L2_AWARD: 8,
+    Phase.L3_SIGNAL: 9,
+    Phase.L3_ORDER: 10,
+    Phase.L3_CLEAR: 11,
+    Phase.SETPOINT: 12,
+}
+"""Second of each phase inside its tick. A value published at one second is read only at a later second (never
+at the same one: HELICS may grant a reader that second before the writer has published), so a phase that reads
+what another publishes has a larger offset; phases of one federate at the same second share one time grant."""
 
 CADENCE: dict[Phase, Cadence] = {
     Phase.DISPATCH: Cadence.TICK,
@@ -73,17 +98,20 @@ CADENCE: dict[Phase, Cadence] = {
     Phase.SETPOINT: Cadence.TICK,
 }
 
+PREPARING: frozenset[Phase] = frozenset(set(Phase) - {Phase.DISPATCH, Phase.PHYSICS, Phase.MEASURE})
+"""Phases that work for a later slot or interval: skipped when it would start at or after the end of the run."""
+
 
 @dataclass(frozen=True)
 class Step:
-    """One granted time of a federate: which phase, and where it sits on every clock."""
+    """One step of a federate: which phase, at which granted time, and where it sits on every clock."""
 
     time_s: int
     phase: Phase
 
     @property
     def tick_start_s(self) -> int:
-        return self.time_s - int(self.phase)
+        return self.time_s - self.phase.offset_s
 
     @property
     def interval(self) -> int:
@@ -102,7 +130,8 @@ class Step:
 
 
 def schedule(phases: set[Phase] | frozenset[Phase], duration_s: int) -> Iterator[Step]:
-    """Yield every step of the given phases in time order, for ticks that start before ``duration_s``.
+    """Yield every step of the given phases in time order (phases of one second in :class:`Phase` order), for
+    ticks that start before ``duration_s``.
 
     Phases that prepare a later slot (bids, offers, orders, setpoints) are skipped when that slot would start
     at or after the end of the run: nobody would use the result.
@@ -114,14 +143,15 @@ def schedule(phases: set[Phase] | frozenset[Phase], duration_s: int) -> Iterator
             cadence = int(CADENCE[phase])
             if tick % cadence:
                 continue
-            step = Step(tick + int(phase), phase)
-            if _prepares_future(phase) and _target_start_s(step) >= duration_s:
+            step = Step(tick + phase.offset_s, phase)
+            if phase in PREPARING and _target_start_s(step) >= duration_s:
                 continue
             yield step
 
 
-def _prepares_future(phase: Phase) -> bool:
-    return phase >= Phase.L1_BID
+def grant_times(phases: set[Phase] | frozenset[Phase], duration_s: int) -> list[int]:
+    """The distinct times a federate with these phases asks HELICS for (one grant per second it acts at)."""
+    return sorted({step.time_s for step in schedule(phases, duration_s)})
 
 
 def _target_start_s(step: Step) -> int:

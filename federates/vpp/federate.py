@@ -100,7 +100,7 @@ class VppShell:
             submissions += [Submission(Order(o.order_id, o.participant, o.side, o.energy_kwh,
                                              o.limit_price_per_kwh, arrival=len(submissions) + i),
                                        sender=fed, submitted_s=book.time_s) for i, o in enumerate(book.orders)]
-        gate_s = step.tick_start_s + Phase.L1_BID
+        gate_s = step.tick_start_s + Phase.L1_BID.offset_s
         out = self.vpp.clear_layer1(submissions, gate_s, self.hour(step.l1_slot * 1800))
         rec = self.shell.recorder
         rec.book(time=step.time_s, slot=step.l1_slot, market=self.me, orders=out.orders,
