@@ -67,9 +67,9 @@ OFFSET_S: dict[Phase, int] = {
     Phase.DISPATCH: 0,
     Phase.PHYSICS: 1,
     Phase.MEASURE: 2,
-    Phase.L1_BID: 3,
-    Phase.L1_CLEAR: 4,
-    Phase.L1_COMMIT: 5,
+    Phase.L1_BID: 0,
+    Phase.L1_CLEAR: 1,
+    Phase.L1_COMMIT: 2,
     Phase.L2_OFFER: 6,
     Phase.L2_CLEAR: 7,
     Phase.L2_AWARD: 8,
@@ -139,7 +139,7 @@ def schedule(phases: set[Phase] | frozenset[Phase], duration_s: int) -> Iterator
     if duration_s <= 0 or duration_s % TICK_S:
         raise ValueError(f"duration_s must be a positive multiple of {TICK_S} s, got {duration_s}")
     for tick in range(0, duration_s, TICK_S):
-        for phase in sorted(phases):
+        for phase in sorted(phases, key=lambda p: (p.offset_s, p)):
             cadence = int(CADENCE[phase])
             if tick % cadence:
                 continue

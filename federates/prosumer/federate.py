@@ -53,19 +53,29 @@ def main(config_path: str) -> None:
                     up_kw={p: up for p, (up, _) in room.items()}, down_kw={p: dn for p, (_, dn) in room.items()}),
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
-                bids = fleet.plan(step.time_s, step.l1_slot)
+                bids = fleet.plan(_planned_at(step), step.l1_slot)
                 if twin is not None:
-                    twin.plan(step.time_s, step.l1_slot)
+                    twin.plan(_planned_at(step), step.l1_slot)
                 if p2p:
                     shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
             else:  # L1_COMMIT
                 positions = shell.read(f"{vpp}/positions", Positions)
                 if positions is not None and positions.slot == step.l1_slot:
                     fleet.commit_p2p(step.l1_slot, {p: v for p, v in positions.net_kwh.items() if p in mine})
-                bids = pending + fleet.plan(step.time_s, step.l1_slot)
+                bids = pending + fleet.plan(_planned_at(step), step.l1_slot)
                 pending = []
                 shell.publish(f"{me}/plans", _plans(step, bids), target=step.l1_slot)
             shell.fallbacks = fleet.fallbacks
+
+
+PLANNED_AT_S = {Phase.L1_BID: 3, Phase.L1_COMMIT: 5}
+"""The second of the gate's tick a HEMS decision is made at, as the model sees it (it projects the state of charge
+from then to the slot's start). These were the phases' seconds before several phases came to share a second;
+kept apart from when HELICS grants the phase so that merging phases changes no result."""
+
+
+def _planned_at(step) -> float:
+    return step.tick_start_s + PLANNED_AT_S[step.phase]
 
 
 def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:

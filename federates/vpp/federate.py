@@ -53,10 +53,13 @@ class VppShell:
         return local_hour(self.cfg.runtime.start, time_s)
 
     def step(self, step: Step) -> None:
-        for fed in self.cfg.prosumer_feds:
-            plans = self.shell.read(f"{fed}/plans", Plans)
-            if plans is not None:
-                self.vpp.take_plans(plans.plans)
+        # members' plans arrive at L1_COMMIT: read them at any step but one of that second, where HELICS may grant
+        # us the time before the prosumers have published
+        if step.phase.offset_s != Phase.L1_COMMIT.offset_s:
+            for fed in self.cfg.prosumer_feds:
+                plans = self.shell.read(f"{fed}/plans", Plans)
+                if plans is not None:
+                    self.vpp.take_plans(plans.plans)
         handler = {Phase.MEASURE: self.measure, Phase.L1_CLEAR: self.clear_layer1, Phase.L2_OFFER: self.offer,
                    Phase.L2_AWARD: self.award, Phase.L3_ORDER: self.layer3, Phase.SETPOINT: self.setpoints}
         handler[step.phase](step)
