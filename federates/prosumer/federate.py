@@ -33,7 +33,7 @@ def main(config_path: str) -> None:
     # in the market modes a top-down twin of the same prosumers runs alongside: its bill is each member's
     # reference for the VPP's guarantee (runner.ledger.guarantee_entries)
     twin = fleet.topdown_twin() if p2p else None
-    pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
+    pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP at the first gate (L1_BID)
     if twin is not None:
         twin.plan(0.0, 0)
     me, vpp = rt.name, cfg.vpp
@@ -58,12 +58,14 @@ def main(config_path: str) -> None:
                     twin.plan(_planned_at(step), step.l1_slot)
                 if p2p:
                     shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
+                    if pending:  # the first gate: slot 0's plan reaches the VPP before its first Layer III order
+                        shell.publish(f"{me}/plans", _plans(step, pending, slot=0), target=0)
+                        pending = []
             else:  # L1_COMMIT
                 positions = shell.read(f"{vpp}/positions", Positions)
                 if positions is not None and positions.slot == step.l1_slot:
                     fleet.commit_p2p(step.l1_slot, {p: v for p, v in positions.net_kwh.items() if p in mine})
-                bids = pending + fleet.plan(_planned_at(step), step.l1_slot)
-                pending = []
+                bids = fleet.plan(_planned_at(step), step.l1_slot)
                 shell.publish(f"{me}/plans", _plans(step, bids), target=step.l1_slot)
             shell.fallbacks = fleet.fallbacks
 
@@ -103,8 +105,8 @@ def _order_book(step, sender: str, bids: list[Bid]) -> OrderBook:
     return OrderBook(time_s=step.time_s, slot=step.l1_slot, sender=sender, orders=orders)
 
 
-def _plans(step, bids: list[Bid]) -> Plans:
-    return Plans(time_s=step.time_s, slot=step.l1_slot, plans=[
+def _plans(step, bids: list[Bid], slot: int | None = None) -> Plans:
+    return Plans(time_s=step.time_s, slot=step.l1_slot if slot is None else slot, plans=[
         MemberPlan(member=b.prosumer, slot=b.slot, planned_p_kw=b.planned_p_kw, up_kw=b.flex_up_kw,
                    down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
 
