@@ -74,11 +74,11 @@ OFFSET_S: dict[Phase, int] = {
     Phase.MEASURE: 2,
     Phase.L3_ORDER: 2,
     Phase.L1_COMMIT: 2,
-    Phase.L2_OFFER: 6,
+    Phase.L2_OFFER: 3,
     Phase.L3_CLEAR: 3,
-    Phase.L2_CLEAR: 7,
-    Phase.L2_AWARD: 8,
-    Phase.SETPOINT: 12,
+    Phase.L2_CLEAR: 4,
+    Phase.L2_AWARD: 5,
+    Phase.SETPOINT: 5,
 }
 """Second of each phase inside its tick. A value published at one second is read only at a later second (never
 at the same one: HELICS may grant a reader that second before the writer has published), so a phase that reads
