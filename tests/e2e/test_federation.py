@@ -63,13 +63,14 @@ def test_every_interval_is_dispatched_solved_and_measured(run):
     injected = steps.groupby(["feeder", "time"]).grid_kw.sum()
     metered = feeder.set_index(["feeder", "time"]).members_p_kw
     pd.testing.assert_series_equal(injected.sort_index(), metered.sort_index(), check_names=False)
-    # and every solved interval was measured: each VPP and the ISO read each feeder state at MEASURE (+2 s)
+    # and every solved interval was measured: each VPP reads each feeder state at MEASURE (+2 s), the ISO at
+    # SETTLE, the start of the next tick (+300 s)
     ex = table(run_dir, "exchange")
-    for reader in ("vpp_suburb", "vpp_rural", "iso"):
+    for reader, after_s in (("vpp_suburb", 2), ("vpp_rural", 2), ("iso", 300)):
         reads = ex[(ex.federate == reader) & (ex.action == "read") & ex.key.str.endswith("/state")]
         per_feeder = 1 if reader.startswith("vpp_") else 2
         assert sorted(reads.target) == sorted(list(range(18)) * per_feeder), reader
-        assert ((reads.time - 2) % 300 == 0).all() and (reads.target == (reads.time - 2) // 300).all(), reader
+        assert (reads.time == reads.target * 300 + after_s).all(), reader
     # the ISO settled every interval of every awarded slot (slots 1-5 -> intervals 3-17) for each VPP
     anc = table(run_dir, "ancillary")
     settled = anc[anc.delivered_kw.notna()]
