@@ -62,7 +62,7 @@ def main(config_path: str) -> None:
                         shell.publish(f"{me}/plans", _plans(step, pending, slot=0), target=0)
                         pending = []
             else:  # L1_COMMIT
-                positions = shell.read(f"{vpp}/positions", Positions)
+                positions = shell.read(f"{vpp}/positions/{me}", Positions)
                 if positions is not None and positions.slot == step.l1_slot:
                     fleet.commit_p2p(step.l1_slot, {p: v for p, v in positions.net_kwh.items() if p in mine})
                 bids = fleet.plan(_planned_at(step), step.l1_slot)
@@ -81,12 +81,12 @@ def _planned_at(step) -> float:
 
 
 def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:
-    key = f"{vpp}/reserve"
+    key = f"{vpp}/reserve/{shell.runtime.name}"
     reserve = shell.read(key, ReserveCommitments) if key in shell.subs else None
     if reserve is not None:
         fleet.commit_reserve(reserve.slot, {p: v for p, v in reserve.up_kw.items() if p in mine},
                             {p: v for p, v in reserve.down_kw.items() if p in mine})
-    msg = shell.read(f"{vpp}/setpoints", Setpoints)
+    msg = shell.read(f"{vpp}/setpoints/{shell.runtime.name}", Setpoints)
     if msg is None:
         return {}
     return {p: Setpoint(delta_p_kw=s.delta_p_kw, max_export_kw=s.max_export_kw, max_import_kw=s.max_import_kw)
