@@ -167,7 +167,7 @@ def bare_federate(config: Path, port: int) -> None:
     grant, so Python start-up is not counted."""
     import helics as h
 
-    from federates.common.timebase import schedule
+    from federates.common.timebase import grant_times
     from runner.launch import phases_of
 
     cfg = json.loads(config.read_text())
@@ -183,8 +183,8 @@ def bare_federate(config: Path, port: int) -> None:
         h.helicsFederateRegisterSubscription(fed, key, "")
     t0, c0 = time.perf_counter(), time.process_time()
     h.helicsFederateEnterExecutingMode(fed)
-    for step in schedule(phases_of(rt["kind"], rt["mode"]), rt["duration_s"]):
-        h.helicsFederateRequestTime(fed, step.time_s)
+    for t in grant_times(phases_of(rt["kind"], rt["mode"]), rt["duration_s"]):  # phases of one second: one grant
+        h.helicsFederateRequestTime(fed, t)
     print(json.dumps({"name": rt["name"], "s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}))
     h.helicsFederateDisconnect(fed)
     h.helicsFederateFree(fed)

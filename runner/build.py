@@ -288,7 +288,8 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
         pfeds = [f"prosumers_{f}_{i}" for i in range(len(chunks))]
         for name, chunk in zip(pfeds, chunks, strict=True):
             pubs = [f"{name}/injections"] + ([f"{name}/orders", f"{name}/plans"] if with_vpp else [])
-            subs = [f"{vpp}/positions", f"{vpp}/setpoints"] + ([f"{vpp}/reserve"] if with_iso else [])
+            # what the VPP sends each prosumer federate is addressed to it: only its own members
+            subs = [f"{vpp}/{t}/{name}" for t in ("positions", "setpoints") + (("reserve",) if with_iso else ())]
             configs.append(ProsumerFederate(runtime=runtime(name, "prosumer", pubs, subs if with_vpp else []),
                                             feeder=f, vpp=vpp, prosumers=chunk, tariff=tariff,
                                             location=scenario.location))
@@ -300,10 +301,12 @@ def federate_configs(scenario: Scenario, placed: list[PlacedFeeder], out_dir: Pa
             feeder=p.feeder, prosumer_loads={q.name: q.load_name for q in p.prosumers},
             injection_keys=[f"{n}/injections" for n in pfeds], tie_vpp=vpp if tie else None))
         if with_vpp:
-            pubs = [f"{vpp}/positions", f"{vpp}/setpoints"]
+            pubs = [f"{vpp}/{t}/{n}" for t in ("positions", "setpoints") for n in pfeds]
+            if p.feeder.vpp.community_battery:  # the feeder's own: the community battery's power
+                pubs.append(f"{vpp}/setpoints")
             subs = [f"{feeder_fed}/state"] + [f"{n}/{t}" for n in pfeds for t in ("injections", "orders", "plans")]
             if with_iso:
-                pubs += [f"{vpp}/offers", f"{vpp}/reserve"]
+                pubs += [f"{vpp}/offers"] + [f"{vpp}/reserve/{n}" for n in pfeds]
                 subs += ["iso/awards", "iso/dispatch"]
             if with_l3:
                 pubs.append(f"{vpp}/l3_orders")

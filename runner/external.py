@@ -57,7 +57,7 @@ def external_spec(cfg: FederateConfig, *, federation: str, n_federates: int, bro
                    "core_init": f"--federates=1 --broker_address=tcp://{host}:{broker_port}"},
         "timing": {
             "start": rt.start.isoformat(), "duration_s": rt.duration_s, "tick_s": TICK_S, "uninterruptible": True,
-            "phases": [{"phase": p.name, "offset_s": int(p), "every_s": int(CADENCE[p])} for p in phases],
+            "phases": [{"phase": p.name, "offset_s": p.offset_s, "every_s": int(CADENCE[p])} for p in phases],
             "request_times_s": times,
         },
         "publications": [_key(k) for k in rt.publications],

@@ -336,6 +336,7 @@ def phases_of(kind: str, mode: str) -> set:
     ``federates/<kind>/federate.py`` (a normal run fails in :func:`unfinished` if the two ever disagree)."""
     from federates.common.config import P2P_MODES
     from federates.common.timebase import Phase
+    from federates.iso.federate import PHASES as ISO_PHASES
     from federates.vpp.federate import phases_for
 
     if kind == "transmission":
@@ -346,7 +347,7 @@ def phases_of(kind: str, mode: str) -> set:
         "feeder": {Phase.PHYSICS},
         "prosumer": {Phase.DISPATCH, Phase.L1_BID} | ({Phase.L1_COMMIT} if mode in P2P_MODES else set()),
         "vpp": phases_for(mode),
-        "iso": {Phase.MEASURE, Phase.L2_CLEAR, Phase.L3_SIGNAL},
+        "iso": set(ISO_PHASES),
         "vpp_market": {Phase.L3_CLEAR},
     }[kind]
 

@@ -39,8 +39,8 @@ TOPIC_PAYLOAD: dict[str, type[m.Payload]] = {
 
 
 def payload_of(key: str) -> type[m.Payload]:
-    """The payload class carried on HELICS key ``<federate>/<topic>``."""
-    topic = key.rsplit("/", 1)[-1]
+    """The payload class carried on HELICS key ``<federate>/<topic>`` or ``<federate>/<topic>/<addressee>``."""
+    topic = key.split("/")[1] if "/" in key else key
     try:
         return TOPIC_PAYLOAD[topic]
     except KeyError:

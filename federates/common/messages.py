@@ -134,7 +134,8 @@ class FeederStateMsg(Payload):
 
 # ---- VPP <-> prosumers -----------------------------------------------------------------------------------------
 class Positions(Payload):
-    """Cleared Layer I positions for ``slot``: net kWh per prosumer (+ = bought). Key ``vpp_<feeder>/positions``."""
+    """Cleared Layer I positions for ``slot``: net kWh per prosumer (+ = bought) and the clearing price. Key
+    ``vpp_<feeder>/positions/<prosumer fed>``: the positions of that federate's members only."""
 
     time_s: float
     slot: int
@@ -143,7 +144,8 @@ class Positions(Payload):
 
 
 class ReserveCommitments(Payload):
-    """Members' share of the VPP's ancillary awards for Layer II ``slot``. Key ``vpp_<feeder>/reserve``."""
+    """Members' share of the VPP's ancillary awards for Layer II ``slot``. Key
+    ``vpp_<feeder>/reserve/<prosumer fed>``: the shares of that federate's members only."""
 
     time_s: float
     slot: int
@@ -160,7 +162,8 @@ class SetpointMsg(Item):
 class Setpoints(Payload):
     """Setpoints for interval ``interval`` (ancillary delivery + corrective caps) and the power of the VPP's
     community battery in that interval (+ = discharging; the feeder applies it at the battery's bus). Key
-    ``vpp_<feeder>/setpoints``."""
+    ``vpp_<feeder>/setpoints/<prosumer fed>``: the setpoints of that federate's members only; key
+    ``vpp_<feeder>/setpoints`` (only with a community battery): the feeder's, with no member setpoints."""
 
     time_s: float
     interval: int

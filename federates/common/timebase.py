@@ -5,13 +5,13 @@ HELICS time is seconds since the scenario start. The feeder and real-time dispat
 15 minutes (``L2_PERIOD_S``) for the slot 15 minutes ahead, Layer III every 5 minutes (``L3_PERIOD_S``) for the
 interval 5 minutes ahead.
 
-Inside each tick ``tau = n * TICK_S`` the federates act at integer-second offsets (:class:`Phase`). A value
-published at ``tau + k`` is read by its subscribers at ``tau + j`` with ``j > k``: HELICS only grants a later
-time once every publisher has moved past the earlier one, so nothing arrives one step late and nothing is read
-before it is written. ``docs/timing.md`` shows one whole 30-minute cycle.
+Inside each tick ``tau = n * TICK_S`` the federates act in phases (:class:`Phase`) at integer-second offsets
+(:data:`OFFSET_S`). A value published at ``tau + k`` is read by its subscribers at ``tau + j`` with ``j > k``:
+HELICS only grants a later time once every publisher has moved past the earlier one, so nothing arrives one step
+late and nothing is read before it is written. ``docs/timing.md`` shows one whole 30-minute cycle.
 
 Every federate asks for exactly the times of its own phases (:func:`schedule`), in order, as an
-uninterruptible federate.
+uninterruptible federate; its phases at the same second share one time grant (:func:`grant_times`).
 """
 
 from __future__ import annotations
@@ -36,54 +36,89 @@ class Cadence(IntEnum):
 
 
 class Phase(IntEnum):
-    """Second offsets inside a 5-minute tick ``tau``; the value is the offset in seconds.
+    """What a federate does in a tick ``tau``, in the order it happens (the value orders phases; the second inside
+    the tick is :attr:`offset_s`, from :data:`OFFSET_S`: several phases may share a second).
 
     Interval ``n`` is ``[tau, tau + 300)``. Layer I slot ``m`` is ``[m * 1800, (m + 1) * 1800)``; Layer II
     slot ``q`` is ``[q * 900, (q + 1) * 900)``.
     """
 
     DISPATCH = 0    # prosumers: real-time dispatch of interval n; publish net injections (feeder, VPP meter)
-    PHYSICS = 1     # feeder: power flow of interval n; publish voltages, head power, violations, metered power
-    MEASURE = 2     # ISO: settle interval n from metered power; VPP: read feeder state, plan corrective action
-    L1_BID = 3      # (every 30 min) prosumers: decide and post P2P orders for slot m + 1
-    L1_CLEAR = 4    # (every 30 min) VPP: clear the feeder's P2P market for slot m + 1; publish positions
-    L1_COMMIT = 5   # (every 30 min) prosumers: take positions as commitments, re-plan, post plans + flexibility
-    L2_OFFER = 6    # (every 15 min) VPP: aggregate the overflow of slot q + 1; post ancillary offers to the ISO
-    L2_CLEAR = 7    # (every 15 min) ISO: clear the ancillary market for slot q + 1; publish awards and prices
-    L2_AWARD = 8    # (every 15 min) VPP: disaggregate awards into members' reserve commitments
-    L3_SIGNAL = 9   # ISO: dispatch signal (regulation, reserve deployment) for interval n + 1
-    L3_ORDER = 10   # VPP: forecast delivery vs commitment for interval n + 1; post Layer III orders
-    L3_CLEAR = 11   # inter-VPP market: clear interval n + 1; publish trades
-    SETPOINT = 12   # VPP: members' setpoints for interval n + 1 (ancillary delivery + corrective caps)
+    L1_BID = 1      # (every 30 min) prosumers: decide and post P2P orders for slot m + 1
+    SETTLE = 2      # ISO: settle interval n - 1 from its metered power (one tick after it, so also at the end)
+    L3_SIGNAL = 3   # ISO: dispatch signal (regulation, reserve deployment) for interval n + 1
+    PHYSICS = 4     # feeder: power flow of interval n; publish voltages, head power, violations, metered power
+    L1_CLEAR = 5    # (every 30 min) VPP: clear the feeder's P2P market for slot m + 1; publish positions
+    MEASURE = 6     # VPP: read the feeder state of interval n, plan corrective action
+    L3_ORDER = 7    # VPP: forecast delivery vs commitment for interval n + 1; post Layer III orders
+    L1_COMMIT = 8   # (every 30 min) prosumers: take positions as commitments, re-plan, post plans + flexibility
+    L2_OFFER = 9    # (every 15 min) VPP: aggregate the overflow of slot q + 1; post ancillary offers to the ISO
+    L3_CLEAR = 10   # inter-VPP market: clear interval n + 1; publish trades
+    L2_CLEAR = 11   # (every 15 min) ISO: clear the ancillary market for slot q + 1; publish awards and prices
+    L2_AWARD = 12   # (every 15 min) VPP: disaggregate awards into members' reserve commitments
+    SETPOINT = 13   # VPP: members' setpoints for interval n + 1 (ancillary delivery + corrective caps)
 
+    @property
+    def offset_s(self) -> int:
+        """The second inside the tick at which this phase runs."""
+        return OFFSET_S[self]
+
+
+OFFSET_S: dict[Phase, int] = {
+    Phase.DISPATCH: 0,
+    Phase.L1_BID: 0,
+    Phase.SETTLE: 0,
+    Phase.L3_SIGNAL: 0,
+    Phase.PHYSICS: 1,
+    Phase.L1_CLEAR: 1,
+    Phase.MEASURE: 2,
+    Phase.L3_ORDER: 2,
+    Phase.L1_COMMIT: 2,
+    Phase.L2_OFFER: 3,
+    Phase.L3_CLEAR: 3,
+    Phase.L2_CLEAR: 4,
+    Phase.L2_AWARD: 5,
+    Phase.SETPOINT: 5,
+}
+"""Second of each phase inside its tick. A value published at one second is read only at a later second (never
+at the same one: HELICS may grant a reader that second before the writer has published), so a phase that reads
+what another publishes has a larger offset; phases of one federate at the same second share one time grant."""
 
 CADENCE: dict[Phase, Cadence] = {
     Phase.DISPATCH: Cadence.TICK,
-    Phase.PHYSICS: Cadence.TICK,
-    Phase.MEASURE: Cadence.TICK,
     Phase.L1_BID: Cadence.L1,
+    Phase.SETTLE: Cadence.TICK,
+    Phase.L3_SIGNAL: Cadence.TICK,
+    Phase.PHYSICS: Cadence.TICK,
     Phase.L1_CLEAR: Cadence.L1,
+    Phase.MEASURE: Cadence.TICK,
+    Phase.L3_ORDER: Cadence.TICK,
     Phase.L1_COMMIT: Cadence.L1,
     Phase.L2_OFFER: Cadence.L2,
+    Phase.L3_CLEAR: Cadence.TICK,
     Phase.L2_CLEAR: Cadence.L2,
     Phase.L2_AWARD: Cadence.L2,
-    Phase.L3_SIGNAL: Cadence.TICK,
-    Phase.L3_ORDER: Cadence.TICK,
-    Phase.L3_CLEAR: Cadence.TICK,
     Phase.SETPOINT: Cadence.TICK,
 }
+
+LOOKING_BACK: frozenset[Phase] = frozenset({Phase.SETTLE})
+"""Phases that act on the interval before their tick's: they start at the second tick and run once more at the
+tick after the last (``t = duration_s``), so the last interval is settled too."""
+
+PREPARING: frozenset[Phase] = frozenset(set(Phase) - {Phase.DISPATCH, Phase.PHYSICS, Phase.MEASURE, Phase.SETTLE})
+"""Phases that work for a later slot or interval: skipped when it would start at or after the end of the run."""
 
 
 @dataclass(frozen=True)
 class Step:
-    """One granted time of a federate: which phase, and where it sits on every clock."""
+    """One step of a federate: which phase, at which granted time, and where it sits on every clock."""
 
     time_s: int
     phase: Phase
 
     @property
     def tick_start_s(self) -> int:
-        return self.time_s - int(self.phase)
+        return self.time_s - self.phase.offset_s
 
     @property
     def interval(self) -> int:
@@ -102,26 +137,33 @@ class Step:
 
 
 def schedule(phases: set[Phase] | frozenset[Phase], duration_s: int) -> Iterator[Step]:
-    """Yield every step of the given phases in time order, for ticks that start before ``duration_s``.
+    """Yield every step of the given phases in time order (phases of one second in :class:`Phase` order), for
+    ticks that start before ``duration_s`` (and, for phases :data:`LOOKING_BACK`, the tick at ``duration_s``).
 
     Phases that prepare a later slot (bids, offers, orders, setpoints) are skipped when that slot would start
     at or after the end of the run: nobody would use the result.
     """
     if duration_s <= 0 or duration_s % TICK_S:
         raise ValueError(f"duration_s must be a positive multiple of {TICK_S} s, got {duration_s}")
-    for tick in range(0, duration_s, TICK_S):
-        for phase in sorted(phases):
-            cadence = int(CADENCE[phase])
-            if tick % cadence:
+    for tick in range(0, duration_s + TICK_S, TICK_S):
+        for phase in sorted(phases, key=lambda p: (p.offset_s, p)):
+            if not _acts_in(phase, tick, duration_s):
                 continue
-            step = Step(tick + int(phase), phase)
-            if _prepares_future(phase) and _target_start_s(step) >= duration_s:
+            step = Step(tick + phase.offset_s, phase)
+            if phase in PREPARING and _target_start_s(step) >= duration_s:
                 continue
             yield step
 
 
-def _prepares_future(phase: Phase) -> bool:
-    return phase >= Phase.L1_BID
+def _acts_in(phase: Phase, tick: int, duration_s: int) -> bool:
+    if tick % int(CADENCE[phase]):
+        return False
+    return tick > 0 if phase in LOOKING_BACK else tick < duration_s
+
+
+def grant_times(phases: set[Phase] | frozenset[Phase], duration_s: int) -> list[int]:
+    """The distinct times a federate with these phases asks HELICS for (one grant per second it acts at)."""
+    return sorted({step.time_s for step in schedule(phases, duration_s)})
 
 
 def _target_start_s(step: Step) -> int:

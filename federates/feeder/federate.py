@@ -112,7 +112,7 @@ class _Source:
 
 def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, loads_kw: float,
             injectors_kw: tuple[float, float], prosumer_of: dict, v_source_pu: float) -> None:
-    t = shell.time_s - Phase.PHYSICS
+    t = shell.time_s - Phase.PHYSICS.offset_s
     tie_kw, battery_kw = injectors_kw
     shell.recorder.add("feeder_steps", time=t, feeder=feeder, converged=state.converged,
                        v_min_pu=state.v_min_pu, v_max_pu=state.v_max_pu, p_head_kw=state.p_head_kw,

@@ -1,12 +1,18 @@
-"""ISO ancillary-market federate: clears every 15 minutes, signals and settles every 5 minutes."""
+"""ISO ancillary-market federate: clears every 15 minutes, signals and settles every 5 minutes.
+
+At the start of each tick (SETTLE, L3_SIGNAL) it settles the interval just metered and sends the dispatch signal
+for the next one; at L2_CLEAR (every 15 minutes) it clears the slot ahead from the VPPs' offers.
+"""
 
 from __future__ import annotations
 
 from federates.common.helics_shell import Shell
 from federates.common.messages import AncillaryOffer, Awards, DispatchSignal, FeederStateMsg, L3Result
-from federates.common.timebase import Phase, Step
+from federates.common.timebase import TICK_S, Phase, Step
 from federates.common.wiring import IsoFederate, load_federate_config
 from federates.iso.operator import IsoOperator
+
+PHASES = frozenset({Phase.SETTLE, Phase.L3_SIGNAL, Phase.L2_CLEAR})
 
 
 def main(config_path: str) -> None:
@@ -17,13 +23,14 @@ def main(config_path: str) -> None:
     credits: dict[int, dict[str, float]] = {}
     offers: dict[int, dict[str, AncillaryOffer]] = {}
     with Shell(rt) as shell:
-        for step in shell.steps({Phase.MEASURE, Phase.L2_CLEAR, Phase.L3_SIGNAL}):
-            if step.phase == Phase.MEASURE:
+        for step in shell.steps(PHASES):
+            if step.phase == Phase.SETTLE:
                 if l3:
                     result = shell.read("vpp_market/results", L3Result)
                     if result is not None:
                         credits[result.interval] = result.credit_kwh
-                _settle(shell, iso, cfg.vpps, step, credits.get(step.interval, {}), offers)
+                metered = step.interval - 1  # the interval that ended when this tick began
+                _settle(shell, iso, cfg.vpps, metered, credits.get(metered, {}), offers)
             elif step.phase == Phase.L2_CLEAR:
                 got = [o for v in cfg.vpps if (o := shell.read(f"{v}/offers", AncillaryOffer)) is not None
                        and o.slot == step.l2_slot]
@@ -51,31 +58,34 @@ def _record_awards(shell: Shell, step: Step, clearing, offers: dict[str, Ancilla
                                performance=float("nan"), penalty=0.0, penalty_without_l3=0.0)
 
 
-def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], step: Step, credits: dict[str, float],
+def _settle(shell: Shell, iso: IsoOperator, vpps: list[str], interval: int, credits: dict[str, float],
             offers: dict[int, dict[str, AncillaryOffer]]) -> None:
-    slot = step.interval // 3
+    """Settle each VPP's delivery in ``interval`` from the feeder state published for it (rows stamped with the
+    interval's start)."""
+    slot = interval // 3
+    t = interval * TICK_S
     for vpp in vpps:
         state = shell.read(f"feeder_{vpp.removeprefix('vpp_')}/state", FeederStateMsg)
         if state is None:
             continue
         # members_p_kw is the prosumers' meter reading, valid even when the power flow failed (converged False)
         metered = state.members_p_kw + state.community_battery_kw  # the VPP's community battery delivers too
-        out = iso.settle(step.interval, vpp, metered, credits.get(vpp, 0.0))
+        out = iso.settle(interval, vpp, metered, credits.get(vpp, 0.0))
         if out is None:
             continue
         settlement, required, delivered = out
-        alone, _, _ = iso.settle(step.interval, vpp, metered, 0.0)
+        alone, _, _ = iso.settle(interval, vpp, metered, 0.0)
         clearing = iso.cleared[slot]
         offer = offers.get(slot, {}).get(vpp)
         for p in settlement.capacity_payment:
-            shell.recorder.add("ancillary", time=step.tick_start_s, slot=slot, vpp=vpp, product=p,
+            shell.recorder.add("ancillary", time=t, slot=slot, vpp=vpp, product=p,
                                offered_kw=offer.offered_kw.get(p, 0.0) if offer else 0.0, offer_price=float("nan"),
                                awarded_kw=clearing.awards[vpp].get(p, 0.0), clearing_price=clearing.prices.get(p, 0.0),
                                required_kw=required.get(p, 0.0), delivered_kw=delivered[p],
                                performance=settlement.performance_score[p], penalty=settlement.penalty[p],
                                penalty_without_l3=alone.penalty[p])
-            shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
+            shell.recorder.add("ledger", time=t, participant=vpp, counterparty="iso",
                                item=f"ancillary_{p}", energy_kwh=0.0, amount=settlement.performance_payment[p])
             if settlement.penalty[p] > 0:
-                shell.recorder.add("ledger", time=step.tick_start_s, participant=vpp, counterparty="iso",
+                shell.recorder.add("ledger", time=t, participant=vpp, counterparty="iso",
                                    item="penalty", energy_kwh=0.0, amount=-settlement.penalty[p])

@@ -33,7 +33,7 @@ def main(config_path: str) -> None:
     # in the market modes a top-down twin of the same prosumers runs alongside: its bill is each member's
     # reference for the VPP's guarantee (runner.ledger.guarantee_entries)
     twin = fleet.topdown_twin() if p2p else None
-    pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP with the first gate's plans
+    pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP at the first gate (L1_BID)
     if twin is not None:
         twin.plan(0.0, 0)
     me, vpp = rt.name, cfg.vpp
@@ -53,28 +53,40 @@ def main(config_path: str) -> None:
                     up_kw={p: up for p, (up, _) in room.items()}, down_kw={p: dn for p, (_, dn) in room.items()}),
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
-                bids = fleet.plan(step.time_s, step.l1_slot)
+                bids = fleet.plan(_planned_at(step), step.l1_slot)
                 if twin is not None:
-                    twin.plan(step.time_s, step.l1_slot)
+                    twin.plan(_planned_at(step), step.l1_slot)
                 if p2p:
                     shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
+                    if pending:  # the first gate: slot 0's plan reaches the VPP before its first Layer III order
+                        shell.publish(f"{me}/plans", _plans(step, pending, slot=0), target=0)
+                        pending = []
             else:  # L1_COMMIT
-                positions = shell.read(f"{vpp}/positions", Positions)
+                positions = shell.read(f"{vpp}/positions/{me}", Positions)
                 if positions is not None and positions.slot == step.l1_slot:
                     fleet.commit_p2p(step.l1_slot, {p: v for p, v in positions.net_kwh.items() if p in mine})
-                bids = pending + fleet.plan(step.time_s, step.l1_slot)
-                pending = []
+                bids = fleet.plan(_planned_at(step), step.l1_slot)
                 shell.publish(f"{me}/plans", _plans(step, bids), target=step.l1_slot)
             shell.fallbacks = fleet.fallbacks
 
 
+PLANNED_AT_S = {Phase.L1_BID: 3, Phase.L1_COMMIT: 5}
+"""The second of the gate's tick a HEMS decision is made at, as the model sees it (it projects the state of charge
+from then to the slot's start). These were the phases' seconds before several phases came to share a second;
+kept apart from when HELICS grants the phase so that merging phases changes no result."""
+
+
+def _planned_at(step) -> float:
+    return step.tick_start_s + PLANNED_AT_S[step.phase]
+
+
 def _read_vpp(shell: Shell, fleet: ProsumerFleet, vpp: str, mine: set[str]) -> dict[str, Setpoint]:
-    key = f"{vpp}/reserve"
+    key = f"{vpp}/reserve/{shell.runtime.name}"
     reserve = shell.read(key, ReserveCommitments) if key in shell.subs else None
     if reserve is not None:
         fleet.commit_reserve(reserve.slot, {p: v for p, v in reserve.up_kw.items() if p in mine},
                             {p: v for p, v in reserve.down_kw.items() if p in mine})
-    msg = shell.read(f"{vpp}/setpoints", Setpoints)
+    msg = shell.read(f"{vpp}/setpoints/{shell.runtime.name}", Setpoints)
     if msg is None:
         return {}
     return {p: Setpoint(delta_p_kw=s.delta_p_kw, max_export_kw=s.max_export_kw, max_import_kw=s.max_import_kw)
@@ -93,8 +105,8 @@ def _order_book(step, sender: str, bids: list[Bid]) -> OrderBook:
     return OrderBook(time_s=step.time_s, slot=step.l1_slot, sender=sender, orders=orders)
 
 
-def _plans(step, bids: list[Bid]) -> Plans:
-    return Plans(time_s=step.time_s, slot=step.l1_slot, plans=[
+def _plans(step, bids: list[Bid], slot: int | None = None) -> Plans:
+    return Plans(time_s=step.time_s, slot=step.l1_slot if slot is None else slot, plans=[
         MemberPlan(member=b.prosumer, slot=b.slot, planned_p_kw=b.planned_p_kw, up_kw=b.flex_up_kw,
                    down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
 

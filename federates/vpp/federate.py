@@ -4,6 +4,8 @@ and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityV
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from federates.common.config import ANCILLARY_MODES
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
@@ -27,6 +29,8 @@ from federates.vpp.community_battery import energy_settlement
 from federates.vpp.corrective import CorrectiveController
 from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
+
+V = TypeVar("V")
 
 
 def phases_for(mode: str) -> set[Phase]:
@@ -53,10 +57,13 @@ class VppShell:
         return local_hour(self.cfg.runtime.start, time_s)
 
     def step(self, step: Step) -> None:
-        for fed in self.cfg.prosumer_feds:
-            plans = self.shell.read(f"{fed}/plans", Plans)
-            if plans is not None:
-                self.vpp.take_plans(plans.plans)
+        # members' plans arrive at L1_COMMIT: read them at any step but one of that second, where HELICS may grant
+        # us the time before the prosumers have published
+        if step.phase.offset_s != Phase.L1_COMMIT.offset_s:
+            for fed in self.cfg.prosumer_feds:
+                plans = self.shell.read(f"{fed}/plans", Plans)
+                if plans is not None:
+                    self.vpp.take_plans(plans.plans)
         handler = {Phase.MEASURE: self.measure, Phase.L1_CLEAR: self.clear_layer1, Phase.L2_OFFER: self.offer,
                    Phase.L2_AWARD: self.award, Phase.L3_ORDER: self.layer3, Phase.SETPOINT: self.setpoints}
         handler[step.phase](step)
@@ -100,7 +107,7 @@ class VppShell:
             submissions += [Submission(Order(o.order_id, o.participant, o.side, o.energy_kwh,
                                              o.limit_price_per_kwh, arrival=len(submissions) + i),
                                        sender=fed, submitted_s=book.time_s) for i, o in enumerate(book.orders)]
-        gate_s = step.tick_start_s + Phase.L1_BID
+        gate_s = step.tick_start_s + Phase.L1_BID.offset_s
         out = self.vpp.clear_layer1(submissions, gate_s, self.hour(step.l1_slot * 1800))
         rec = self.shell.recorder
         rec.book(time=step.time_s, slot=step.l1_slot, market=self.me, orders=out.orders,
@@ -108,10 +115,11 @@ class VppShell:
         for t in out.result.trades:
             rec.trade(time=step.time_s, slot=step.l1_slot, layer=1, market=self.me, buyer=t.buyer, seller=t.seller,
                       energy_kwh=t.energy_kwh, price_per_kwh=t.price_per_kwh, fee_per_kwh=t.fee_per_kwh)
-        self.shell.publish(f"{self.me}/positions",
-                           Positions(time_s=step.time_s, slot=step.l1_slot, net_kwh=out.net_kwh,
-                                     clearing_price_per_kwh=out.result.clearing_price_per_kwh),
-                           target=step.l1_slot)
+        for fed, mine in self._by_federate(out.net_kwh).items():
+            self.shell.publish(f"{self.me}/positions/{fed}",
+                               Positions(time_s=step.time_s, slot=step.l1_slot, net_kwh=mine,
+                                         clearing_price_per_kwh=out.result.clearing_price_per_kwh),
+                               target=step.l1_slot)
 
     def offer(self, step: Step) -> None:
         decision, baseline = self.vpp.offers(step.l2_slot, self.hour(step.l2_slot * 900))
@@ -124,8 +132,10 @@ class VppShell:
         mine = awards.awarded_kw.get(self.me, {}) if awards is not None and awards.slot == step.l2_slot else {}
         prices = awards.clearing_price_per_mw_h if awards is not None else {}
         up, down = self.vpp.take_awards(step.l2_slot, mine, prices)
-        self.shell.publish(f"{self.me}/reserve", ReserveCommitments(time_s=step.time_s, slot=step.l2_slot,
-                                                                    up_kw=up, down_kw=down), target=step.l2_slot)
+        ups, downs = self._by_federate(up), self._by_federate(down)
+        for fed in self.cfg.prosumer_feds:
+            self.shell.publish(f"{self.me}/reserve/{fed}", ReserveCommitments(
+                time_s=step.time_s, slot=step.l2_slot, up_kw=ups[fed], down_kw=downs[fed]), target=step.l2_slot)
 
     def layer3(self, step: Step) -> None:
         signal = self.shell.read("iso/dispatch", DispatchSignal)
@@ -160,8 +170,20 @@ class VppShell:
         setpoints = self.vpp.setpoints(nxt, asked)
         self._compensate(nxt, setpoints)
         battery_kw = self._dispatch_battery(nxt)
-        self.shell.publish(f"{self.me}/setpoints", Setpoints(time_s=step.time_s, interval=nxt, setpoints=setpoints,
-                                                             community_battery_kw=battery_kw), target=nxt)
+        for fed, mine in self._by_federate(setpoints).items():
+            self.shell.publish(f"{self.me}/setpoints/{fed}", Setpoints(
+                time_s=step.time_s, interval=nxt, setpoints=mine, community_battery_kw=battery_kw), target=nxt)
+        if f"{self.me}/setpoints" in self.shell.pubs:  # the feeder's: where it applies the community battery
+            self.shell.publish(f"{self.me}/setpoints", Setpoints(
+                time_s=step.time_s, interval=nxt, setpoints={}, community_battery_kw=battery_kw), target=nxt)
+
+    def _by_federate(self, per_member: dict[str, V]) -> dict[str, dict[str, V]]:
+        """``per_member`` split by the prosumer federate hosting each member (every federate gets its part,
+        possibly empty, so a part that empties reaches its federate too)."""
+        out: dict[str, dict[str, V]] = {fed: {} for fed in self.cfg.prosumer_feds}
+        for member, value in per_member.items():
+            out[self.cfg.members[member]][member] = value
+        return out
 
     def _dispatch_battery(self, interval: int) -> float:
         if self.vpp.battery is None:

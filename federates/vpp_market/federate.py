@@ -28,7 +28,7 @@ def main(config_path: str) -> None:
                                                  o.limit_price_per_kwh, arrival=len(subs[d])),
                                            sender=vpp, submitted_s=msg.time_s) for o in getattr(msg, d)]
             hosts = {v: v for v in cfg.vpps}
-            screened = {d: screen_orders(subs[d], gate_s=step.tick_start_s + Phase.L3_ORDER, hosts=hosts,
+            screened = {d: screen_orders(subs[d], gate_s=step.tick_start_s + Phase.L3_ORDER.offset_s, hosts=hosts,
                                          price_floor_per_kwh=0.0, price_cap_per_kwh=PRICE_CAP_PER_KWH)
                         for d in DIRECTIONS}
             books = {d: accepted for d, (accepted, _) in screened.items()}
