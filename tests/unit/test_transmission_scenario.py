@@ -38,5 +38,5 @@ def test_the_launcher_expects_one_transmission_step_per_tick_right_after_the_fee
     from federates.common.timebase import Phase
     from runner.launch import expected_steps, phases_of
 
-    assert phases_of("transmission", "full") == {Phase.MEASURE} and Phase.MEASURE == Phase.PHYSICS + 1
+    assert phases_of("transmission", "full") == {Phase.MEASURE} and Phase.MEASURE.offset_s == Phase.PHYSICS.offset_s + 1
     assert expected_steps("transmission", "topdown", 3600) == 12  # 12 ticks in an hour, one solve each
