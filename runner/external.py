@@ -74,6 +74,8 @@ def _key(key: str) -> dict:
 def write_external(configs: Sequence[FederateConfig], names: Sequence[str], out_dir: Path, *, federation: str,
                    broker_port: int) -> list[Path]:
     """Write ``out_dir/external/<name>.json`` for each of ``names``."""
+    if not names:
+        return []
     folder = Path(out_dir) / "external"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
