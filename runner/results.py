@@ -412,7 +412,8 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
 
 # columns whose type is not float: every other column of a results table is a number in its unit
 _BOOL_COLUMNS = {"accepted", "converged"}
-_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target", "bus", "iterations"}
+_INT_COLUMNS = {"layer", "slot", "steps", "fallbacks", "n_violations", "houses", "target", "bus", "iterations",
+                "tap_step"}
 _TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "vpp", "product", "feeder",
                  "message", "prosumer", "kind", "counterparty", "item", "federate", "action", "key", "load",
                  "payload", "mode", "mechanism", "case"}

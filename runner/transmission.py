@@ -46,18 +46,19 @@ def links(scenario: Scenario, bases: dict[str, FeederBase]) -> list[dict]:
     if not published.converged:
         raise ConfigError(f"transmission.case {tr.case}: the case as given does not converge ({published.message})")
     return [dict(feeder=f, bus=tr.bus_of[f], copies=tr.copies(f), tap_pu=bases[f].source_pu / published.v_bus_pu[f],
-                 base_p_head_kw=bases[f].p_head_kw, base_q_head_kvar=bases[f].q_head_kvar) for f in names]
+                 source_pu=bases[f].source_pu, base_p_head_kw=bases[f].p_head_kw,
+                 base_q_head_kvar=bases[f].q_head_kvar) for f in names]
 
 
 def initial_solution(scenario: Scenario, feeder_links: list) -> TransmissionState:
     """The transmission solution for interval 0 (see the module docstring); ``feeder_links``: :func:`links` rows
     (dicts or ``TransmissionLink``)."""
-    from federates.transmission.model import Attachment, TransmissionModel, case_multiplier, first_interval
+    from federates.transmission.model import Oltc, TransmissionModel, attachments, case_multiplier, first_interval
 
     tr = scenario.transmission
     rows = [x if isinstance(x, dict) else x.model_dump() for x in feeder_links]
-    model = TransmissionModel(tr.case, [Attachment(r["feeder"], r["bus"], r["copies"], r["tap_pu"]) for r in rows],
-                              max_iterations=tr.max_iterations)
+    oltc = Oltc(**tr.oltc.model_dump()) if tr.oltc is not None else None
+    model = TransmissionModel(tr.case, attachments(rows, oltc), max_iterations=tr.max_iterations)
     return first_interval(model, {r["feeder"]: (r["base_p_head_kw"], r["base_q_head_kvar"]) for r in rows},
                           case_multiplier(tr.load_shape, scenario.start, 0))
 

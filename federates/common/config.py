@@ -282,6 +282,16 @@ TransmissionCase = Literal["case4gs", "case6ww", "case9", "case14", "case24_ieee
                           "case118", "case300"]  # the PYPOWER cases (federates/transmission/model.py CASES)
 
 
+class OltcConfig(Model):
+    """The substation's on-load tap changer (``federates.transmission.model.Oltc``)."""
+
+    band_pu: float = Field(0.01, gt=0, le=0.1, description="half-width of the dead band around the feeder's own "
+                           "source voltage (its master's Vsource pu) within which the tap stays")
+    step_pu: float = Field(0.00625, gt=0, le=0.05, description="ratio change per tap step (0.625 %: 32 steps "
+                           "over +/-10 %)")
+    max_steps: int = Field(16, ge=1, le=64, description="steps either way from the fixed tap")
+
+
 class TransmissionConfig(Model):
     """A transmission system under the feeders (T&D co-simulation, ``federates/transmission``): every 5 minutes its
     AC power flow (PYPOWER) takes each attached feeder's head power, ``feeders_per_bus`` times, at its bus on top
@@ -297,6 +307,9 @@ class TransmissionConfig(Model):
         "background", description="background: the case's loads and non-slack dispatch follow the feeders' "
         "background time-of-day shape (peak 1.0 = the case as given); flat: the case as given all day")
     max_iterations: int = Field(30, ge=1, description="Newton-Raphson iterations of the transmission power flow")
+    oltc: OltcConfig | None = Field(None, description="an on-load tap changer at every attached feeder's "
+                                    "substation, holding its source voltage near the master's own; absent: fixed "
+                                    "taps, the transmission bus's voltage passes through")
 
     @field_validator("feeders_per_bus")
     @classmethod

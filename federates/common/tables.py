@@ -46,6 +46,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     # p_gen_mw = p_load_mw + shunt_mw + losses_mw, and the range of bus voltages
     "transmission_steps": ("time", "case", "converged", "iterations", "load_multiplier", "p_gen_mw", "q_gen_mvar",
                            "p_load_mw", "feeders_p_mw", "shunt_mw", "losses_mw", "v_min_pu", "v_max_pu", "message"),
+    # T&D, per attached feeder and interval: its transmission bus's voltage, its substation's tap step (OLTC;
+    # 0 with fixed taps) and the source voltage it applied, v_source_pu = tap_pu x (1 + step x step_pu) x v_bus_pu
+    "substations": ("time", "feeder", "bus", "v_bus_pu", "tap_step", "v_source_pu"),
     # topdown_grid_kw / topdown_soc_kwh: the same prosumer in the same interval under top-down (its top-down
     # twin in the market modes, itself in topdown, empty in netmetering): the reference of the VPP's guarantee
     "prosumer_steps": ("time", "prosumer", "feeder", "pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh",

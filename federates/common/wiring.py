@@ -105,6 +105,7 @@ class TransmissionLink(Model):
     bus: int                                 # the case's bus number
     copies: int                              # identical feeders on the bus
     tap_pu: float                            # its source voltage when the bus is at 1 pu (fixed substation tap)
+    source_pu: float                         # its master's own source voltage (the OLTC's target)
     base_p_head_kw: float                    # its head power in the base case (builder's solve, no prosumer power)
     base_q_head_kvar: float
     state_key: str                           # where it publishes its state (head P/Q)

@@ -19,9 +19,10 @@ from federates.common.messages import FeederStateMsg, TransmissionVoltages
 from federates.common.timebase import TICK_S, Phase
 from federates.common.wiring import TransmissionFederate, load_federate_config
 from federates.transmission.model import (
-    Attachment,
+    Oltc,
     TransmissionModel,
     TransmissionState,
+    attachments,
     case_multiplier,
     first_interval,
 )
@@ -34,7 +35,8 @@ PHASE = Phase.MEASURE  # the phase right after the feeders' PHYSICS: their state
 def main(config_path: str) -> None:
     cfg: TransmissionFederate = load_federate_config(config_path, TransmissionFederate)
     rt, tr = cfg.runtime, cfg.transmission
-    model = TransmissionModel(tr.case, [Attachment(x.feeder, x.bus, x.copies, x.tap_pu) for x in cfg.links],
+    oltc = Oltc(**tr.oltc.model_dump()) if tr.oltc is not None else None
+    model = TransmissionModel(tr.case, attachments([x.model_dump() for x in cfg.links], oltc),
                               max_iterations=tr.max_iterations)
     m0 = case_multiplier(tr.load_shape, rt.start, 0)
     last = first_interval(model, {x.feeder: (x.base_p_head_kw, x.base_q_head_kvar) for x in cfg.links}, m0)
@@ -82,6 +84,10 @@ def _record(shell: Shell, model: TransmissionModel, interval: int, multiplier: f
                            angle_deg=float(state.angle_deg[k]), p_load_mw=float(state.p_load_mw[k]),
                            q_load_mvar=float(state.q_load_mvar[k]), feeders_p_mw=float(state.feeders_p_mw[k]),
                            feeders_q_mvar=float(state.feeders_q_mvar[k]), feeder=" ".join(at_bus.get(int(bus), [])))
+    if state.converged:
+        for a in model.attachments:
+            shell.recorder.add("substations", time=t, feeder=a.feeder, bus=a.bus, v_bus_pu=state.v_bus_pu[a.feeder],
+                               tap_step=state.tap_step.get(a.feeder, 0), v_source_pu=state.v_source_pu[a.feeder])
     v_min, v_max = (state.v_min_pu, state.v_max_pu) if state.converged else (math.nan, math.nan)
     shell.recorder.add("transmission_steps", time=t, case=model.name, converged=state.converged,
                        iterations=state.iterations, load_multiplier=multiplier, p_gen_mw=state.p_gen_mw,

@@ -37,7 +37,7 @@ import importlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -75,14 +75,36 @@ def case_buses(case: dict) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Oltc:
+    """An on-load tap changer at the substation: each step changes the ratio by ``step_pu`` (of ``tap_pu``), at
+    most ``max_steps`` either way. It holds the source voltage within ``band_pu`` of the feeder's ``target_pu``:
+    when a solution puts it outside, it moves to the step nearest the target (a 5-minute interval is longer than
+    a tap changer's delay and travel), otherwise it stays (the band is its hysteresis)."""
+
+    band_pu: float = 0.01
+    step_pu: float = 0.00625
+    max_steps: int = 16
+
+    def step_for(self, current: int, v_unregulated_pu: float, target_pu: float) -> int:
+        """The tap step for a bus giving ``v_unregulated_pu`` at step 0, from step ``current``."""
+        if abs(v_unregulated_pu * (1 + current * self.step_pu) - target_pu) <= self.band_pu:
+            return current
+        wanted = round((target_pu / v_unregulated_pu - 1) / self.step_pu)
+        return max(-self.max_steps, min(self.max_steps, wanted))
+
+
+@dataclass(frozen=True)
 class Attachment:
     """Feeder ``feeder`` hangs on transmission bus ``bus`` (external number) as ``copies`` identical feeders;
-    ``tap_pu``: its source voltage when the bus is at 1.0 pu (its master's ``Vsource.source`` pu)."""
+    ``tap_pu``: its source voltage when the bus is at 1.0 pu (its master's ``Vsource.source`` pu). With an
+    ``oltc``, the substation regulates the source voltage towards ``target_pu`` (the master's own)."""
 
     feeder: str
     bus: int
     copies: int = 1
     tap_pu: float = 1.0
+    oltc: Oltc | None = None
+    target_pu: float = 1.0
 
 
 @dataclass
@@ -110,6 +132,7 @@ class TransmissionState:
     angle_deg_of: dict[str, float]
     v_source_pu: dict[str, float]
     message: str
+    tap_step: dict[str, int] = field(default_factory=dict)  # each feeder's OLTC step (0: fixed tap)
 
     @property
     def v_min_pu(self) -> float:
@@ -160,6 +183,7 @@ class TransmissionModel:
         self._opt = ppoption(VERBOSE=0, OUT_ALL=0, PF_MAX_IT=int(max_iterations), PF_TOL=tolerance_mva / self._base_mva)
         self._v0 = self._flat_start()
         self._v_last = self._v0.copy()
+        self.tap_step = {a.feeder: 0 for a in self.attachments}  # OLTC positions, carried from solve to solve
 
     def _flat_start(self) -> np.ndarray:
         """The case's own voltages, generator buses at their set points (``runpf``'s start)."""
@@ -204,8 +228,21 @@ class TransmissionModel:
             losses_mw=float((branch[:, PF] + branch[:, PT]).sum()),
             shunt_mw=float((bus[:, GS] * vm ** 2).sum()),
             v_bus_pu=v_bus, angle_deg_of={a.feeder: float(va[self._at[a.feeder]]) for a in self.attachments},
-            v_source_pu={a.feeder: a.tap_pu * v_bus[a.feeder] for a in self.attachments},
+            v_source_pu=self._regulate(v_bus), tap_step=dict(self.tap_step),
             message=f"converged in {iterations} Newton iterations")
+
+    def _regulate(self, v_bus: dict[str, float]) -> dict[str, float]:
+        """Each feeder's source voltage, ``tap_pu x (1 + step x step_pu) x |V_bus|``, after its OLTC (if any) has
+        moved for this solution."""
+        v_source = {}
+        for a in self.attachments:
+            fixed = a.tap_pu * v_bus[a.feeder]
+            if a.oltc is not None:
+                self.tap_step[a.feeder] = a.oltc.step_for(self.tap_step[a.feeder], fixed, a.target_pu)
+                v_source[a.feeder] = fixed * (1 + self.tap_step[a.feeder] * a.oltc.step_pu)
+            else:
+                v_source[a.feeder] = fixed
+        return v_source
 
     def _newton(self, bus: np.ndarray, gen: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray, bool, int]:
         """One Newton-Raphson solve; a singular Jacobian or non-finite voltages count as not converged."""
@@ -231,6 +268,13 @@ class TransmissionModel:
             v_source_pu={a.feeder: math.nan for a in self.attachments},
             message=(f"{self.name}: Newton-Raphson did not converge in {iterations} iterations (twice: warm and "
                      f"case start) with {load:.1f} MW of load, of which {fp.sum():.1f} MW from the feeders"))
+
+
+def attachments(links: Sequence[Mapping], oltc: Oltc | None = None) -> list[Attachment]:
+    """Attachments from the builder's link rows (``feeder``, ``bus``, ``copies``, ``tap_pu`` and the master's
+    ``source_pu``, the OLTC's target), each with ``oltc`` (None: fixed taps)."""
+    return [Attachment(r["feeder"], r["bus"], r["copies"], r["tap_pu"], oltc, r.get("source_pu", r["tap_pu"]))
+            for r in links]
 
 
 def case_multiplier(load_shape: str, start: datetime, time_s: float) -> float:

@@ -42,6 +42,10 @@ def test_the_feeders_source_follows_the_transmission_solution(td_run):
         bus_v = buses[buses.bus == link["bus"]].set_index("time").v_pu
         assert np.allclose(mine, link["tap_pu"] * bus_v.loc[mine.index], atol=1e-9), f
         assert (mine - MASTER_SOURCE_PU[f]).abs().max() > 1e-3, f"{f}: the transmission system moved its source"
+        # fixed taps: every substation row says step 0 and the source the feeder applied
+        subs = table(run_dir, "substations").query("feeder == @f").set_index("time")
+        assert (subs.tap_step == 0).all() and (subs.bus == link["bus"]).all()
+        assert np.allclose(subs.v_source_pu.loc[mine.index], mine, atol=1e-12), f
     assert "self_sufficiency_pct" in kpis
 
 

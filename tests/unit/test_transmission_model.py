@@ -10,7 +10,7 @@ import pytest
 from pypower.makeYbus import makeYbus
 
 from federates.common.errors import ConfigError
-from federates.transmission.model import CASES, Attachment, TransmissionModel, case_buses, load_case
+from federates.transmission.model import CASES, Attachment, Oltc, TransmissionModel, case_buses, load_case
 
 
 def two_bus(r_pu: float = 0.0, x_pu: float = 0.1, p_mw: float = 100.0, q_mvar: float = 0.0) -> dict:
@@ -120,3 +120,31 @@ def test_every_listed_case_solves_as_given(name):
     state = TransmissionModel(name).solve({})
     assert state.converged and len(state.bus) == len(case_buses(load_case(name)))
     assert state.p_gen_mw == pytest.approx(state.p_load_mw.sum() + state.shunt_mw + state.losses_mw, abs=1e-5)
+
+
+def test_the_oltc_steps_to_the_nearest_tap_outside_its_band_and_holds_inside():
+    oltc = Oltc(band_pu=0.01, step_pu=0.00625, max_steps=16)
+    assert oltc.step_for(0, 1.005, 1.0) == 0            # inside the band: no move
+    assert oltc.step_for(0, 1.06, 1.0) == -9            # 1.06 x (1 - 9 x 0.00625) = 1.0004 (nearest step)
+    assert oltc.step_for(-9, 1.055, 1.0) == -9          # 1.055 x 0.94375 = 0.9957: back inside, it holds
+    assert oltc.step_for(-9, 1.0, 1.0) == 0             # 0.94375 is below the band: back to the nearest step
+    assert oltc.step_for(0, 0.80, 1.0) == 16            # wants 40 steps: at its limit
+    assert oltc.step_for(0, 1.5, 1.0) == -16
+
+
+def test_an_oltc_holds_the_source_voltage_where_a_fixed_tap_lets_the_bus_through():
+    """Feeder on a two-bus system: heavy load pulls the bus to ~0.94 pu; the fixed tap passes it through, the OLTC
+    brings the source back within its band of the target and remembers its step for the next solve."""
+    fixed = TransmissionModel(two_bus(p_mw=0.0, x_pu=0.1), [Attachment("f", 2, copies=1000)])
+    oltc = Oltc(band_pu=0.01, step_pu=0.00625, max_steps=16)
+    held = TransmissionModel(two_bus(p_mw=0.0, x_pu=0.1), [Attachment("f", 2, copies=1000, oltc=oltc,
+                                                                       target_pu=1.0)])
+    heavy = {"f": (200.0, 40.0)}  # 1000 x 200 kW = 200 MW
+    a, b = fixed.solve(heavy), held.solve(heavy)
+    assert a.v_bus_pu["f"] == pytest.approx(b.v_bus_pu["f"]) and a.v_bus_pu["f"] < 0.95
+    assert a.v_source_pu["f"] == pytest.approx(a.v_bus_pu["f"]) and a.tap_step == {"f": 0}
+    step = b.tap_step["f"]
+    assert step > 0 and abs(b.v_source_pu["f"] - 1.0) <= 0.01
+    assert b.v_source_pu["f"] == pytest.approx(b.v_bus_pu["f"] * (1 + step * 0.00625))
+    light = held.solve({"f": (0.0, 0.0)})  # the bus is back at 1.0: the boosted source leaves the band, tap returns
+    assert light.tap_step["f"] == 0 and light.v_source_pu["f"] == pytest.approx(1.0, abs=1e-6)
