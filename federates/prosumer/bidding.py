@@ -57,11 +57,39 @@ def make_bid(
     vpp_enabled: bool,
 ) -> Bid:
     """Bid for slot ``slot`` from horizon index 0 of ``plan``; ``p2p_buy_kw`` = committed P2P purchase."""
-    value = float(np.clip(plan.marginal_value_per_kwh, buyback_per_kwh, retail_per_kwh))
-    buy = float(plan.import_kw[0]) * slot_h if p2p_enabled and not plan.fallback else 0.0
-    sell = float(plan.export_kw[0]) * slot_h if p2p_enabled and not plan.fallback else 0.0
-    offer = vpp_enabled and not plan.fallback
-    p_kw = float(plan.export_kw[0] - plan.import_kw[0] - p2p_buy_kw)
+    value = limit_price(plan.marginal_value_per_kwh, buyback_per_kwh, retail_per_kwh)
+    return bid_from(prosumer, slot, plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0],
+                    plan.reserve_down_kw[0], float(value), fallback=plan.fallback, slot_h=slot_h,
+                    p2p_buy_kw=p2p_buy_kw, p2p_enabled=p2p_enabled, vpp_enabled=vpp_enabled)
+
+
+def limit_price(marginal_value_per_kwh, buyback_per_kwh: float, retail_per_kwh: float):
+    """The limit price of both orders and the flexibility price: the marginal value of energy kept inside
+    [buy-back, retail] (numpy: one value or an array of them)."""
+    return np.clip(marginal_value_per_kwh, buyback_per_kwh, retail_per_kwh)
+
+
+def bid_from(
+    prosumer: str,
+    slot: int,
+    import_kw: float,
+    export_kw: float,
+    reserve_up_kw: float,
+    reserve_down_kw: float,
+    value: float,
+    *,
+    fallback: bool,
+    slot_h: float,
+    p2p_buy_kw: float,
+    p2p_enabled: bool,
+    vpp_enabled: bool,
+) -> Bid:
+    """:func:`make_bid` from the bid slot's values of a plan (import, export, reserve up and down kW), its
+    :func:`limit_price` and whether it is the grid-only fallback."""
+    buy = float(import_kw) * slot_h if p2p_enabled and not fallback else 0.0
+    sell = float(export_kw) * slot_h if p2p_enabled and not fallback else 0.0
+    offer = vpp_enabled and not fallback
+    p_kw = float(export_kw - import_kw - p2p_buy_kw)
     return Bid(
         prosumer=prosumer,
         slot=slot,
@@ -69,8 +97,8 @@ def make_bid(
         buy_limit_price_per_kwh=value,
         sell_kwh=sell if sell > _TINY_KWH else 0.0,
         sell_limit_price_per_kwh=value,
-        flex_up_kw=max(0.0, float(plan.reserve_up_kw[0])) if offer else 0.0,
-        flex_down_kw=max(0.0, float(plan.reserve_down_kw[0])) if offer else 0.0,
+        flex_up_kw=max(0.0, float(reserve_up_kw)) if offer else 0.0,
+        flex_down_kw=max(0.0, float(reserve_down_kw)) if offer else 0.0,
         flex_price_per_kwh=value,
         planned_p_kw=(p_kw, p_kw),
     )

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from federates.common.errors import ConfigError, InfeasibleError, SolverError
-from federates.prosumer.bidding import Bid, make_bid
+from federates.prosumer.bidding import Bid, bid_from, limit_price
 from federates.prosumer.devices import (
     FlexLoadConfig,
     Location,
@@ -212,6 +212,62 @@ def _check_fleet(
         raise ConfigError(problems, source="ProsumerFleet")
 
 
+@dataclass
+class _LpInputs:
+    """The HEMS LP inputs of every prosumer of a fleet for one decision (rows = prosumers; see HemsData)."""
+
+    fleet: ProsumerFleet
+    net_load_kw: np.ndarray
+    retail_price_per_kwh: np.ndarray
+    buyback_price_per_kwh: np.ndarray
+    soc_init_kwh: np.ndarray
+    soc_floor_kwh: np.ndarray
+    reserve_up_award_kw: np.ndarray
+    reserve_down_award_kw: np.ndarray
+    reserve_value_per_kw: np.ndarray
+    flex: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # fmax, new, rem_max, rem0 per prosumer
+    terminal_value_per_kwh: np.ndarray
+    peak_so_far_kw: np.ndarray
+
+    def data(self, i: int) -> HemsData:
+        """Prosumer ``i``'s LP data."""
+        fl = self.fleet
+        fmax, new, rmax, rem0 = self.flex[i]
+        return HemsData(
+            slot_h=fl.slot_h,
+            battery=fl._states[i].battery,
+            net_load_kw=self.net_load_kw[i],
+            retail_price_per_kwh=self.retail_price_per_kwh,
+            buyback_price_per_kwh=self.buyback_price_per_kwh,
+            soc_init_kwh=float(self.soc_init_kwh[i]),
+            soc_floor_kwh=self.soc_floor_kwh[i],
+            reserve_up_award_kw=self.reserve_up_award_kw[i],
+            reserve_down_award_kw=self.reserve_down_award_kw[i],
+            reserve_value_per_kw=self.reserve_value_per_kw,
+            flex_max_kw=fmax,
+            flex_new_kwh=new,
+            flex_rem_max_kwh=rmax,
+            flex_rem_init_kwh=rem0,
+            terminal_value_per_kwh=float(self.terminal_value_per_kwh[i]),
+            demand_charge_per_kw=fl.tariff.demand_charge_per_kw,
+            peak_so_far_kw=float(self.peak_so_far_kw[i]),
+        )
+
+    def updates(self, tpl, rows: np.ndarray) -> dict:
+        """The vectors :meth:`CompiledHems.push_arrays` writes, for the prosumers ``rows`` sharing ``tpl``
+        (the same values as :meth:`CompiledHems.push` of each one's :meth:`data`)."""
+        flex = [self.flex[i] for i in rows.tolist()]
+        fmax, new, rmax, rem0 = (np.array([f[k] for f in flex]) for k in range(4))
+        eq, lb = tpl.row_updates_batch(self.net_load_kw[rows], self.soc_init_kwh[rows], new, rem0,
+                                       self.reserve_up_award_kw[rows], self.reserve_down_award_kw[rows])
+        cost = tpl.cost_updates_batch(self.retail_price_per_kwh, self.buyback_price_per_kwh,
+                                      self.reserve_value_per_kw, self.terminal_value_per_kwh[rows])
+        lo, hi = tpl.bound_updates_batch(self.soc_floor_kwh[rows], self.fleet._battery["soc_max_kwh"][rows], fmax,
+                                         rmax, self.peak_so_far_kw[rows])
+        return {"row": {i: j for j, i in enumerate(rows.tolist())}, "eq": eq, "lb": lb, "cost": cost, "lo": lo,
+                "hi": hi}
+
+
 class ProsumerFleet:
     """All prosumers of one VPP: profiles, HEMS plans, commitments and real-time dispatch.
 
@@ -262,8 +318,20 @@ class ProsumerFleet:
         self.p2p_kwh = np.zeros((n, self.n_slots))
         self.award_up_kw = np.zeros((n, 2 * self.n_slots))
         self.award_dn_kw = np.zeros((n, 2 * self.n_slots))
-        self._states = [self._new_state(p) for p in prosumers]
+        self._new_plans()
+        self._states = [self._new_state(p, i) for i, p in enumerate(prosumers)]
+        bats = [st.battery for st in self._states]
+        self._battery = {k: np.array([getattr(b, k) for b in bats], dtype=float)
+                         for k in ("p_max_kw", "eta_charge", "eta_discharge", "soc_min_kwh", "soc_max_kwh")}
+        self._battery["floor_kwh"] = np.array([st.floor_kwh for st in self._states], dtype=float)
         self._next_step = 0
+
+    def _new_plans(self) -> None:
+        """Every prosumer's current plan over the run, one row each (a prosumer's state holds views of its row)."""
+        n = len(self.names)
+        self.plan_b_kw = np.zeros((n, self.n_slots))   # battery, + = discharging
+        self.plan_g_kw = np.zeros((n, self.n_slots))   # net injection, P2P position included
+        self.planned = np.zeros((n, self.n_slots), bool)
 
     # ------------------------------------------------------------------------------------ set-up
     def _generate_profiles(self, prosumers: Sequence[ProsumerConfig], seed: int, total: int) -> None:
@@ -285,7 +353,7 @@ class ProsumerFleet:
         self.forecast_pv_kw, self.forecast_load_kw = fc_pv, fc_load
         self.forecast_net_slot_kw = (fc_load - fc_pv).reshape(n, self.n_slots, -1).mean(axis=2)
 
-    def _new_state(self, cfg: ProsumerConfig) -> _Prosumer:
+    def _new_state(self, cfg: ProsumerConfig, i: int) -> _Prosumer:
         battery, floor_kwh, soc = _battery_params(cfg)
         flex = [_Flex(f) for f in cfg.flex_loads]
         for fl in flex:  # a window already open at the start owes its pro-rated share
@@ -299,10 +367,10 @@ class ProsumerFleet:
             floor_kwh=floor_kwh,
             soc_kwh=soc,
             flex=flex,
-            plan_b_kw=np.zeros(self.n_slots),
-            plan_g_kw=np.zeros(self.n_slots),
+            plan_b_kw=self.plan_b_kw[i],
+            plan_g_kw=self.plan_g_kw[i],
             plan_flex_kw=np.zeros((nf, self.n_slots)),
-            planned=np.zeros(self.n_slots, bool),
+            planned=self.planned[i],
         )
 
     def topdown_twin(self) -> ProsumerFleet:
@@ -318,47 +386,94 @@ class ProsumerFleet:
         twin.reserve_value_per_kw, twin.fallbacks = 0.0, 0
         twin.p2p_kwh = np.zeros_like(self.p2p_kwh)
         twin.award_up_kw, twin.award_dn_kw = np.zeros_like(self.award_up_kw), np.zeros_like(self.award_dn_kw)
-        twin._states = [self._new_state(st.cfg) for st in self._states]
+        twin._new_plans()
+        twin._states = [twin._new_state(st.cfg, i) for i, st in enumerate(self._states)]
         return twin
 
     # ------------------------------------------------------------------------------------ planning
     def plan(self, t_s: float, slot: int) -> list[Bid]:
-        """The 30-min decision for slot ``slot`` ([slot*slot_s, (slot+1)*slot_s) s), made at time ``t_s``."""
+        """The 30-min decision for slot ``slot`` ([slot*slot_s, (slot+1)*slot_s) s), made at time ``t_s``.
+
+        The LP inputs of all prosumers are prepared at once (:class:`_LpInputs`, numpy over the fleet), written
+        into each prosumer's persistent LP and solved; solutions are read back per LP structure at once."""
         if not 0 <= slot <= self.n_slots - self.horizon_slots:
             raise ValueError(f"slot {slot} is outside the run (0..{self.n_slots - self.horizon_slots})")
-        bids = []
+        inp = self._lp_inputs(t_s, slot)
+        fallback: dict[int, HemsPlan] = {}
+        solved: dict[int, tuple[np.ndarray, float]] = {}
         for i, st in enumerate(self._states):
-            data = self._hems_data(i, st, t_s, slot)
-            plan = self._solve(st, data, f"prosumer {st.cfg.name} slot {slot} at t={t_s:g} s")
-            self._store_plan(i, st, slot, plan)
-            bids.append(
-                make_bid(
-                    st.cfg.name,
-                    slot,
-                    plan,
-                    slot_h=self.slot_h,
-                    retail_per_kwh=float(self.retail_slot[slot]),
-                    buyback_per_kwh=float(self.export_slot[slot]),
-                    p2p_buy_kw=float(self.p2p_kwh[i, slot]) / self.slot_h,
-                    p2p_enabled=self.p2p_enabled,
-                    vpp_enabled=self.vpp_enabled,
-                )
-            )
-        return bids
+            if st.solver is None:
+                try:
+                    st.solver = CompiledHems(inp.data(i), self.highs_options)
+                except (InfeasibleError, SolverError) as exc:
+                    fallback[i] = self._fallback(inp.data(i), exc)
+        updates = {id(tpl): inp.updates(tpl, rows) for tpl, rows in self._groups().items()}
+        for i, st in enumerate(self._states):
+            if i in fallback:
+                continue
+            upd = updates[id(st.solver.tpl)]
+            j = upd["row"][i]
+            try:
+                st.solver.push_arrays(upd["eq"][j], upd["lb"][j], upd["cost"][j], upd["lo"][j], upd["hi"][j])
+                solved[i] = st.solver.run(f"prosumer {st.cfg.name} slot {slot} at t={t_s:g} s")
+            except (InfeasibleError, SolverError) as exc:
+                fallback[i] = self._fallback(inp.data(i), exc)
+        first = self._store_solutions(slot, solved)
+        for i, plan in fallback.items():
+            self._store_plan(i, self._states[i], slot, plan)
+            first[i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
+                        plan.marginal_value_per_kwh)
+        n = len(self._states)
+        lam = np.array([first[i][4] for i in range(n)], dtype=float)
+        value = limit_price(lam, float(self.export_slot[slot]), float(self.retail_slot[slot])).tolist()
+        p2p_buy_kw = (self.p2p_kwh[:, slot] / self.slot_h).tolist()
+        return [
+            bid_from(st.cfg.name, slot, *first[i][:4], value[i], fallback=i in fallback, slot_h=self.slot_h,
+                     p2p_buy_kw=p2p_buy_kw[i], p2p_enabled=self.p2p_enabled, vpp_enabled=self.vpp_enabled)
+            for i, st in enumerate(self._states)
+        ]
 
     def hems_inputs(self, t_s: float, slot: int) -> list[HemsData]:
         """The LP data each prosumer would solve for ``plan(t_s, slot)`` (for benchmarks and inspection)."""
-        return [self._hems_data(i, st, t_s, slot) for i, st in enumerate(self._states)]
+        inp = self._lp_inputs(t_s, slot)
+        return [inp.data(i) for i in range(len(self._states))]
 
-    def _solve(self, st: _Prosumer, data: HemsData, context: str) -> HemsPlan:
-        try:
-            if st.solver is None:
-                st.solver = CompiledHems(data, self.highs_options)
-            return st.solver.solve(data, context=context)
-        except (InfeasibleError, SolverError) as exc:
-            self.fallbacks += 1
-            logger.warning("HEMS solve failed, using the grid-only plan: %s", exc)
-            return grid_only_plan(data)
+    def _fallback(self, data: HemsData, exc: Exception) -> HemsPlan:
+        self.fallbacks += 1
+        logger.warning("HEMS solve failed, using the grid-only plan: %s", exc)
+        return grid_only_plan(data)
+
+    def _groups(self) -> dict:
+        """Prosumers with a compiled LP, by LP structure (template): template -> row indices."""
+        groups: dict = {}
+        for i, st in enumerate(self._states):
+            if st.solver is not None:
+                groups.setdefault(st.solver.tpl, []).append(i)
+        return {tpl: np.array(rows) for tpl, rows in groups.items()}
+
+    def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]]) -> dict[int, tuple]:
+        """Keep each solved LP's plan over the horizon; return what the bids need from its first slot: (import,
+        export, reserve up, reserve down, marginal value), per prosumer."""
+        s = slice(slot, slot + self.horizon_slots)
+        first: dict[int, tuple] = {}
+        for tpl, rows in self._groups().items():
+            rows = [i for i in rows.tolist() if i in solved]
+            if not rows:
+                continue
+            x = np.array([solved[i][0] for i in rows])
+            imp, exp = x[:, tpl.c_imp], x[:, tpl.c_exp]
+            self.plan_b_kw[rows, s] = x[:, tpl.c_dis] - x[:, tpl.c_ch]
+            self.plan_g_kw[rows, s] = exp - imp - self.p2p_kwh[rows, s] / self.slot_h
+            self.planned[rows, s] = True
+            nf = len(self._states[rows[0]].flex)
+            if nf:
+                flex = x[:, tpl.c_flex].reshape(len(rows), nf, -1)
+                for j, i in enumerate(rows):
+                    self._states[i].plan_flex_kw[:, s] = flex[j]
+            lam = [float(solved[i][1]) / tpl.dt for i in rows]
+            for j, i in enumerate(rows):
+                first[i] = (imp[j, 0], exp[j, 0], x[j, tpl.c_rup[0]], x[j, tpl.c_rdn[0]], lam[j])
+        return first
 
     def _store_plan(self, i: int, st: _Prosumer, slot: int, plan: HemsPlan) -> None:
         s = slice(slot, slot + self.horizon_slots)
@@ -367,21 +482,22 @@ class ProsumerFleet:
         st.plan_flex_kw[:, s] = plan.flex_kw
         st.planned[s] = True
 
-    def _project_soc(self, st: _Prosumer, t_s: float, hs_s: float) -> float:
-        """SOC expected at ``hs_s`` if the current plan is followed from ``t_s``."""
-        soc, b = st.soc_kwh, st.battery
+    def _project_soc(self, t_s: float, hs_s: float) -> np.ndarray:
+        """Every prosumer's SOC expected at ``hs_s`` if its current plan is followed from ``t_s``."""
+        b = self._battery
+        soc = np.array([st.soc_kwh for st in self._states], dtype=float)
         k = int(t_s // self.slot_s)
         while k * self.slot_s < hs_s:
             span_h = (min((k + 1) * self.slot_s, hs_s) - max(k * self.slot_s, t_s)) / 3600.0
-            p = st.plan_b_kw[k] if span_h > 0 else 0.0
-            soc -= span_h * (p / b.eta_discharge if p > 0 else p * b.eta_charge)
+            p = self.plan_b_kw[:, k] if span_h > 0 else np.zeros(len(soc))
+            soc = soc - span_h * np.where(p > 0, p / b["eta_discharge"], p * b["eta_charge"])
             k += 1
-        return float(np.clip(soc, b.soc_min_kwh, b.soc_max_kwh))
+        return np.clip(soc, b["soc_min_kwh"], b["soc_max_kwh"])
 
-    def _soc_floor(self, st: _Prosumer, soc0: float) -> np.ndarray:
-        b, h = st.battery, self.horizon_slots
-        reach = soc0 + b.p_max_kw * b.eta_charge * self.slot_h * np.arange(1, h + 1)
-        return np.maximum(b.soc_min_kwh, np.minimum(st.floor_kwh, reach))
+    def _soc_floor(self, soc0: np.ndarray) -> np.ndarray:
+        b, h = self._battery, self.horizon_slots
+        reach = soc0[:, None] + (b["p_max_kw"] * b["eta_charge"] * self.slot_h)[:, None] * np.arange(1, h + 1)
+        return np.maximum(b["soc_min_kwh"][:, None], np.minimum(b["floor_kwh"][:, None], reach))
 
     def _flex_data(self, st: _Prosumer, t_s: float, slot: int):
         h, nf, dt = self.horizon_slots, len(st.flex), self.slot_h
@@ -397,34 +513,27 @@ class ProsumerFleet:
                     rem0[f] = np.clip(owed - ahead, 0.0, fl.cfg.p_max_kw * (end - hs_h))
         return fmax, new, rmax, rem0
 
-    def _hems_data(self, i: int, st: _Prosumer, t_s: float, slot: int) -> HemsData:
-        h = self.horizon_slots
+    def _lp_inputs(self, t_s: float, slot: int) -> _LpInputs:
+        h, n = self.horizon_slots, len(self._states)
         s = slice(slot, slot + h)
-        soc0 = self._project_soc(st, t_s, slot * self.slot_s)
-        fmax, new, rmax, rem0 = self._flex_data(st, t_s, slot)
+        soc0 = self._project_soc(t_s, slot * self.slot_s)
         q = slice(2 * slot, 2 * (slot + h))
         reward = np.zeros(h)
         reward[0] = self.reserve_value_per_kw
-        return HemsData(
-            slot_h=self.slot_h,
-            battery=st.battery,
-            net_load_kw=self.forecast_net_slot_kw[i, s] - self.p2p_kwh[i, s] / self.slot_h,
+        b = self._battery
+        return _LpInputs(
+            fleet=self,
+            net_load_kw=self.forecast_net_slot_kw[:, s] - self.p2p_kwh[:, s] / self.slot_h,
             retail_price_per_kwh=self.retail_slot[s],
             buyback_price_per_kwh=self.export_slot[s],
             soc_init_kwh=soc0,
-            soc_floor_kwh=self._soc_floor(st, soc0),
-            reserve_up_award_kw=self.award_up_kw[i, q].reshape(h, 2).max(axis=1),
-            reserve_down_award_kw=self.award_dn_kw[i, q].reshape(h, 2).max(axis=1),
+            soc_floor_kwh=self._soc_floor(soc0),
+            reserve_up_award_kw=self.award_up_kw[:, q].reshape(n, h, 2).max(axis=2),
+            reserve_down_award_kw=self.award_dn_kw[:, q].reshape(n, h, 2).max(axis=2),
             reserve_value_per_kw=reward,
-            flex_max_kw=fmax,
-            flex_new_kwh=new,
-            flex_rem_max_kwh=rmax,
-            flex_rem_init_kwh=rem0,
-            terminal_value_per_kwh=st.battery.eta_discharge * self.terminal_retail
-            if st.battery.p_max_kw
-            else 0.0,
-            demand_charge_per_kw=self.tariff.demand_charge_per_kw,
-            peak_so_far_kw=st.peak_import_kw,
+            flex=[self._flex_data(st, t_s, slot) for st in self._states],
+            terminal_value_per_kwh=np.where(b["p_max_kw"] != 0, b["eta_discharge"] * self.terminal_retail, 0.0),
+            peak_so_far_kw=np.array([st.peak_import_kw for st in self._states], dtype=float),
         )
 
     # --------------------------------------------------------------------------------- commitments

@@ -404,6 +404,8 @@ class _Template:
         self.lb_rows = np.concatenate([self.r_aup, self.r_adn])
         self.cost_cols = np.concatenate([self.c_imp, self.c_exp, self.c_rup, self.c_rdn, self.c_soc[-1:]])
         self.bound_cols = np.concatenate([self.c_soc, self.c_flex, self.c_rem, self.c_peak])
+        self.inf_lb_rows = np.full(len(self.lb_rows), highspy.kHighsInf)
+        self.r_bal0 = int(self.r_bal[0])
 
     def battery(self, b: BatteryParams) -> tuple[np.ndarray, ...]:
         """Column and row bounds with this battery's size: p_max bounds ch and dis and caps the reserve power
@@ -452,7 +454,43 @@ class _Template:
         return lo, hi
 
 
+    # ---- the same vectors for many prosumers of this structure at once (one row each, the same values)
+    def row_updates_batch(self, net_load_kw, soc_init_kwh, flex_new_kwh, flex_rem_init_kwh, award_up_kw,
+                          award_down_kw) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`row_updates` for ``m`` prosumers: arrays (m, H), (m,), (m, F, H), (m, F), (m, H), (m, H)."""
+        m = len(net_load_kw)
+        flex_rhs = flex_new_kwh.astype(float).copy()
+        if flex_rhs.shape[1]:
+            flex_rhs[:, :, 0] += flex_rem_init_kwh
+        eq = np.concatenate([net_load_kw, soc_init_kwh[:, None], flex_rhs.reshape(m, -1)], axis=1)
+        return eq, np.concatenate([award_up_kw, award_down_kw], axis=1)
+
+    def cost_updates_batch(self, retail_per_kwh, buyback_per_kwh, reserve_value_per_kw,
+                           terminal_value_per_kwh) -> np.ndarray:
+        """:meth:`cost_updates` for ``m`` prosumers sharing the prices (H,) and the reserve value (H,), each with
+        its terminal value (m,)."""
+        shared = np.concatenate([self.dt * retail_per_kwh, -self.dt * buyback_per_kwh, -reserve_value_per_kw,
+                                 -reserve_value_per_kw])
+        m = len(terminal_value_per_kwh)
+        return np.concatenate([np.broadcast_to(shared, (m, len(shared))), -terminal_value_per_kwh[:, None]], axis=1)
+
+    def bound_updates_batch(self, soc_floor_kwh, soc_max_kwh, flex_max_kw, flex_rem_max_kwh,
+                            peak_so_far_kw) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`bound_updates` for ``m`` prosumers: arrays (m, H), (m,), (m, F, H), (m, F, H), (m,)."""
+        m, h = soc_floor_kwh.shape
+        nf_h = flex_max_kw.shape[1] * h
+        n_peak = len(self.c_peak)
+        lo = np.concatenate([soc_floor_kwh, np.zeros((m, 2 * nf_h)), np.repeat(peak_so_far_kw[:, None], n_peak, 1)],
+                            axis=1)
+        hi = np.concatenate([np.repeat(soc_max_kwh[:, None], len(self.c_soc), 1), flex_max_kw.reshape(m, -1),
+                             flex_rem_max_kwh.reshape(m, -1), np.full((m, n_peak), highspy.kHighsInf)], axis=1)
+        return lo, hi
+
+
 _TEMPLATES: dict[tuple, _Template] = {}
+_OPTIMAL = highspy.HighsModelStatus.kOptimal
+_INFEASIBLE = (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible,
+               highspy.HighsModelStatus.kUnbounded)
 
 
 def _structure_key(d: HemsData) -> tuple:
@@ -490,38 +528,44 @@ class CompiledHems:
 
     def push(self, data: HemsData) -> None:
         """Write ``data`` into the LP's bounds and costs (what ``update_hems_params`` does to Params)."""
-        tpl, h = self.tpl, self.highs
+        tpl = self.tpl
         eq, lb_rows = tpl.row_updates(data)
-        h.changeRowsBounds(len(eq), tpl.eq_rows, eq, eq)
-        h.changeRowsBounds(len(lb_rows), tpl.lb_rows, lb_rows, np.full(len(lb_rows), highspy.kHighsInf))
-        cost = tpl.cost_updates(data)
-        h.changeColsCost(len(cost), tpl.cost_cols, cost)
         lo, hi = tpl.bound_updates(data)
+        self.push_arrays(eq, lb_rows, tpl.cost_updates(data), lo, hi)
+
+    def push_arrays(self, eq: np.ndarray, lb_rows: np.ndarray, cost: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> None:
+        """Write prepared update vectors (from :meth:`_Template.row_updates` ... or their batch forms)."""
+        tpl, h = self.tpl, self.highs
+        h.changeRowsBounds(len(eq), tpl.eq_rows, eq, eq)
+        h.changeRowsBounds(len(lb_rows), tpl.lb_rows, lb_rows, tpl.inf_lb_rows)
+        h.changeColsCost(len(cost), tpl.cost_cols, cost)
         h.changeColsBounds(len(lo), tpl.bound_cols, lo, hi)
 
-    def solve(self, data: HemsData, *, context: str = "") -> HemsPlan:
-        """Push ``data``, re-solve and return the plan; raises InfeasibleError / SolverError."""
-        self.push(data)
+    def run(self, context: str = "") -> tuple[np.ndarray, float]:
+        """Re-solve the LP as pushed: (column values, dual of the bid slot's energy balance); raises
+        InfeasibleError / SolverError."""
         h = self.highs
         h.run()
         status = h.getModelStatus()
-        where = f" ({context})" if context else ""
-        if status in (
-            highspy.HighsModelStatus.kInfeasible,
-            highspy.HighsModelStatus.kUnboundedOrInfeasible,
-            highspy.HighsModelStatus.kUnbounded,
-        ):
+        if status != _OPTIMAL:
             h.clearSolver()
-            raise InfeasibleError(f"HEMS model{where} is {h.modelStatusToString(status)}")
-        if status != highspy.HighsModelStatus.kOptimal:
-            h.clearSolver()
+            where = f" ({context})" if context else ""
+            if status in _INFEASIBLE:
+                raise InfeasibleError(f"HEMS model{where} is {h.modelStatusToString(status)}")
             raise SolverError(
                 f"HiGHS stopped on the HEMS model{where} with status {h.modelStatusToString(status)}"
             )
         sol = h.getSolution()
-        return self._extract(np.asarray(sol.col_value), np.asarray(sol.row_dual), data.n_flex)
+        return np.asarray(sol.col_value), sol.row_dual[self.tpl.r_bal0]
 
-    def _extract(self, x: np.ndarray, dual: np.ndarray, n_flex: int) -> HemsPlan:
+    def solve(self, data: HemsData, *, context: str = "") -> HemsPlan:
+        """Push ``data``, re-solve and return the plan; raises InfeasibleError / SolverError."""
+        self.push(data)
+        x, dual0 = self.run(context)
+        return self._extract(x, dual0, data.n_flex)
+
+    def _extract(self, x: np.ndarray, dual0: float, n_flex: int) -> HemsPlan:
         tpl = self.tpl
         return HemsPlan(
             import_kw=x[tpl.c_imp],
@@ -532,6 +576,6 @@ class CompiledHems:
             flex_kw=x[tpl.c_flex].reshape(n_flex, len(tpl.c_soc)),
             reserve_up_kw=x[tpl.c_rup],
             reserve_down_kw=x[tpl.c_rdn],
-            marginal_value_per_kwh=float(dual[tpl.r_bal[0]]) / tpl.dt,
+            marginal_value_per_kwh=float(dual0) / tpl.dt,
             shortfall_kw=x[tpl.c_sup] + x[tpl.c_sdn],
         )

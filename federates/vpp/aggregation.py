@@ -9,6 +9,7 @@ magnitudes: how much more (up) or less (down) the member can inject than planned
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,9 +51,9 @@ class MemberFlex:
 def validate_members(members: Iterable[MemberFlex]) -> None:
     """Raise one :class:`ConfigError` listing every invalid field and repeated member name."""
     members = list(members)
-    names = [m.member for m in members]
-    problems = [f"member name {n!r} appears {names.count(n)} times; report each member once"
-                for n in sorted(set(names)) if names.count(n) > 1]
+    counts = Counter(m.member for m in members)
+    problems = [f"member name {n!r} appears {k} times; report each member once"
+                for n, k in sorted(counts.items()) if k > 1]
     for m in members:
         problems += m.problems()
     if problems:

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 
 from federates.common.errors import ConfigError
-from federates.common.solver import make_solver, solve
+from federates.common.solver import make_persistent_solver, solve_persistent
 from federates.vpp.aggregation import MemberFlex, overflow_kw, validate_members
 
 PRODUCTS = ("reg_up", "reg_down", "spin")
@@ -175,7 +175,7 @@ class OfferModel:
             raise ConfigError(f"member names {names} must be unique and not {BATTERY!r}", source="VPP bidding")
         self.members = names
         self.model = build_bidding_model(names)
-        self.solver = make_solver()
+        self.solver = make_persistent_solver()
 
     def decide(self, inp: BiddingInput) -> BiddingDecision:
         _validate(inp)
@@ -184,7 +184,7 @@ class OfferModel:
             raise ConfigError(f"members {unknown} are not in this VPP's offer model {self.members}",
                               source="VPP bidding")
         update_bidding_model(self.model, inp)
-        solve(self.model, context=f"VPP ancillary bidding ({len(inp.members)} members)", solver=self.solver)
+        solve_persistent(self.model, self.solver, context=f"VPP ancillary bidding ({len(inp.members)} members)")
         return extract_bidding(self.model, inp)
 
 

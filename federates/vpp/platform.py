@@ -73,6 +73,7 @@ class CommunityVpp:
     decisions: dict[int, BiddingDecision] = field(default_factory=dict)        # L2 slot -> the offer model's
     battery_reserve: dict[int, tuple[float, float]] = field(default_factory=dict)  # L2 slot -> battery up, down
     offer_model: OfferModel | None = None
+    _flex_cache: dict[int, dict[tuple, tuple[MemberFlex, ...]]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.battery is None and self.config.community_battery is not None:
@@ -112,11 +113,24 @@ class CommunityVpp:
         for plan in plans:
             if plan.member in self.members:
                 self.plans.setdefault(plan.slot, {})[plan.member] = plan
+                self._flex_cache.pop(plan.slot, None)
 
     # ---- Layer II --------------------------------------------------------------------------------------------
-    def member_flex(self, l2_slot: int, hour: float | None = None) -> list[MemberFlex]:
+    def member_flex(self, l2_slot: int, hour: float | None = None) -> tuple[MemberFlex, ...]:
         """Members' planned flexibility for ``l2_slot``; with ``hour``, asks from the compensation rule (module
-        docstring), else their own price per kWh times the expected deployment."""
+        docstring), else their own price per kWh times the expected deployment. Kept until new plans for the
+        slot arrive (:meth:`take_plans`): the real-time steps ask for it several times per interval."""
+        l1_slot = l2_slot // 2
+        if l1_slot not in self._flex_cache:
+            for old in [k for k in self._flex_cache if k < l1_slot - 1]:  # slots gone by
+                del self._flex_cache[old]
+        cached = self._flex_cache.setdefault(l1_slot, {})
+        key = (l2_slot, hour, len(self.plans.get(l1_slot, ())))
+        if key not in cached:
+            cached[key] = tuple(self._member_flex(l2_slot, hour))
+        return cached[key]
+
+    def _member_flex(self, l2_slot: int, hour: float | None) -> list[MemberFlex]:
         l1_slot, half = divmod(l2_slot, 2)
         out = []
         for m, p in sorted(self.plans.get(l1_slot, {}).items()):

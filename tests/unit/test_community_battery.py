@@ -141,3 +141,15 @@ def test_battery_element_is_in_the_power_flow():
     assert idle - state.p_head_kw == pytest.approx(30.0, rel=0.05)    # the head supplies ~30 kW less
     assert m.load_power_kw()[m.injectors[0]] == pytest.approx(-30.0, rel=1e-3)
     m.close()
+
+
+def test_member_flex_follows_plans_that_replace_earlier_ones():
+    """The VPP keeps each slot's members' flexibility between the real-time steps that ask for it, but a plan
+    that arrives later for the same slot (replacing a member's plan or adding a member) is what it uses next."""
+    vpp = _vpp()
+    assert [f.up_kw for f in vpp.member_flex(48, 12.0)] == [10.0, 10.0]
+    vpp.take_plans([MemberPlan(member="a", slot=24, planned_p_kw=(10.0, 10.0), up_kw=3.0, down_kw=10.0,
+                               price_per_kwh=0.05)])
+    assert [f.up_kw for f in vpp.member_flex(48, 12.0)] == [3.0, 10.0]
+    assert [f.up_kw for f in vpp.member_flex(49)] == [3.0, 10.0]
+    assert vpp.member_capability(48 * 3)[0]["a"] == 3.0
