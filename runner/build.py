@@ -367,8 +367,11 @@ def write_federation(configs: list[FederateConfig], out_dir: Path, *, name: str,
     """
     fed_dir = out_dir / "federates"
     fed_dir.mkdir(parents=True, exist_ok=True)
-    entries = [{"name": "broker", "directory": ".", "host": "localhost",
-                "exec": f"helics_broker -f {len(configs)} --port={broker_port} --loglevel=warning{broker_options}"}]
+    # --globaltime: the broker grants times for the whole federation (HELICS's global time coordinator) instead of
+    # every federate negotiating with each one it depends on: the same grants (every federate is uninterruptible
+    # and asks exact times), a third less CPU and sys time on the default day (no futex/poll storm in each core)
+    broker = f"helics_broker --globaltime -f {len(configs)} --port={broker_port} --loglevel=warning{broker_options}"
+    entries = [{"name": "broker", "directory": ".", "host": "localhost", "exec": broker}]
     for cfg in (c for c in configs if c.runtime.name not in external):
         path = fed_dir / f"{cfg.runtime.name}.json"
         data = json.loads(cfg.model_dump_json())

@@ -288,14 +288,15 @@ def collect(run_dir, scenario):
     Exit status 1, naming each federate that did not finish, when the run is incomplete: the partial results
     are merged but no kpis.json is written.
     """
-    from runner.launch import incomplete_run, unfinished
+    from runner.launch import incomplete_run, recorded_in, unfinished
     from runner.results import finish_run
 
     sc = load_scenario(Path(scenario) if scenario else DEFAULT_SCENARIO)
-    missing = unfinished(Path(run_dir).resolve())
+    run_dir = Path(run_dir).resolve()
+    missing = unfinished(run_dir)
     if missing:
-        raise incomplete_run(Path(run_dir).resolve(), missing, None)
-    figures = finish_run(sc, Path(run_dir))
+        raise incomplete_run(run_dir, missing, None)
+    figures = finish_run(sc, recorded_in(run_dir))
     click.echo(json.dumps(figures, indent=2))
 
 

@@ -418,7 +418,7 @@ def _check_federate(run_dir: Path, name: str, runtime: dict) -> str | None:
     log = _log_of(run_dir, name)
     if log.is_file() and "FAILED:" in log.read_text(errors="replace"):
         return "failed"
-    parts = run_dir / "parts" / name
+    parts = results_dir(run_dir, runtime) / "parts" / name
     stats_csv = parts / "federate_stats.csv"
     stats = pd.read_csv(stats_csv) if stats_csv.is_file() else None
     if stats is None or stats.empty:
@@ -461,12 +461,29 @@ def _signals_from_helics_log(run_dir: Path) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"Process (\S+) exited with return code (-?\d+)", text)}
 
 
+def results_dir(run_dir: Path, runtime: dict) -> Path:
+    """Where a federate of the build in ``run_dir`` records (``runtime.out_dir``: ``run_dir`` itself for
+    ``harmony run``, e.g. ``runs/federation`` for the committed ``configs/``; relative to its config file)."""
+    out = Path(runtime.get("out_dir") or run_dir)
+    return out if out.is_absolute() else (Path(run_dir) / "federates" / out).resolve()
+
+
+def recorded_in(run_dir: Path) -> Path:
+    """The folder the federates of the build in ``run_dir`` record into (their ``parts/``; ``results/`` goes
+    beside): ``run_dir`` itself, or the ``--results`` folder the build was given."""
+    for config in sorted((Path(run_dir) / "federates").glob("*.json")):
+        return results_dir(run_dir, json.loads(config.read_text())["runtime"])
+    return Path(run_dir)
+
+
 def _reached(run_dir: Path, name: str) -> float | None:
     """The latest simulated time ``name`` recorded (its rows are flushed every simulated half hour)."""
     import pandas as pd
 
+    config = run_dir / "federates" / f"{name}.json"
+    root = results_dir(run_dir, json.loads(config.read_text())["runtime"]) if config.is_file() else run_dir
     times = []
-    for part in (run_dir / "parts" / name).glob("*.csv"):
+    for part in (root / "parts" / name).glob("*.csv"):
         with contextlib.suppress(ValueError, pd.errors.EmptyDataError):
             col = pd.read_csv(part, usecols=["time"])["time"]
             if len(col):
