@@ -15,3 +15,18 @@ def shared_data() -> Path:
             pytest.fail(f"reference data missing at {SHARED_DATA}")
         pytest.skip(f"reference data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_data):
+    """``shared_file("feeders/123Bus/IEEE123Master.dss")``: a file of the reference data; skip (fail in CI) when
+    it is missing."""
+    def path(relative: str) -> Path:
+        found = shared_data / relative
+        if not found.exists():
+            reason = f"reference data {found} not found (expected the shared data folder next to the repo)"
+            if os.environ.get("CI"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+        return found
+    return path

@@ -9,7 +9,6 @@ lengths OpenDSS gives switches (we count switches as 0 km).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from federates.feeder.model import FeederModel
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "feeders"
 FT_KM = 0.3048e-3
 MI_KM = 1.609344
 
@@ -52,16 +50,6 @@ New Load.l_i2 bus1=i2 phases=3 kv=11 kw=30
 Set voltagebases=[11 0.4]
 Calcvoltagebases
 """
-
-
-def shared_master(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.is_file():
-        reason = f"reference feeder {path} not found (expected the shared data folder next to the repo)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def distances(master: Path) -> dict[str, float]:
@@ -102,8 +90,8 @@ def test_ieee13_distances_are_its_line_lengths():
     ("8500-Node/Master.dss", 1177, "2223661373a0", 17.043495029, 17.055495029),  # 12 switches
     ("8500-Node/Master-unbal.dss", 2354, "2223661373a0a", 17.043495029, 17.055495029),
 ])
-def test_every_shared_feeder_has_a_distance_for_every_load(master, loads, farthest, km, opendss_km):
-    got = distances(shared_master(master))
+def test_every_shared_feeder_has_a_distance_for_every_load(master, loads, farthest, km, opendss_km, shared_file):
+    got = distances(shared_file(f"feeders/{master}"))
     assert len(got) == loads
     assert all(math.isfinite(v) and v >= 0 for v in got.values()), "every load is connected to the source"
     assert max(got, key=got.get) == farthest

@@ -28,17 +28,6 @@ RURAL = REPO / "feeders" / "lv_rural" / "Master.dss"
 PHASE_NODE = {"a": 1, "b": 2, "c": 3}
 
 
-def shared_file(relative: str) -> Path:
-    """A reference file from ../shared/data; skip (or fail under CI) when it is missing."""
-    path = SHARED / relative
-    if not path.exists():
-        reason = f"reference data {path} not found (expected the shared data folder next to the repo)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
 def published_voltages(path: Path) -> list[tuple[str, str, float]]:
     """(bus, phase, v_pu) rows of a published-voltage csv; lines starting with # are comments."""
     with path.open() as fh:
@@ -59,7 +48,7 @@ def worst_error(model: FeederModel, published, bus_alias=None, skip=()) -> tuple
 
 
 # ---------------------------------------------------------------- validation against published results
-def test_ieee13_reproduces_published_voltages_with_published_taps():
+def test_ieee13_reproduces_published_voltages_with_published_taps(shared_file):
     published = published_voltages(shared_file("ieee13_published_voltages.csv"))
     model = FeederModel(IEEE13, strict=True)
     model.fix_taps({"reg1": 1.0625, "reg2": 1.0500, "reg3": 1.06875})
@@ -79,7 +68,7 @@ def test_ieee13_regulators_move_taps_when_control_is_on():
     assert all(nodes[f"rg60.{n}"] > 1.03 for n in (1, 2, 3))
 
 
-def test_ieee123_runs_unchanged_and_matches_published_with_published_taps():
+def test_ieee123_runs_unchanged_and_matches_published_with_published_taps(shared_file):
     master = shared_file("feeders/123Bus/IEEE123Master.dss")
     published = published_voltages(shared_file("ieee123_published_voltages.csv"))
     alias = {"rg1": "150r", "rg2": "9r", "rg3": "25r", "rg4": "160r", "xf1": "61s"}
@@ -102,7 +91,7 @@ def test_ieee123_runs_unchanged_and_matches_published_with_published_taps():
     assert err < 0.002, where
 
 
-def test_european_lv_case_loads_and_solves_without_touching_its_folder():
+def test_european_lv_case_loads_and_solves_without_touching_its_folder(shared_file):
     master = shared_file("feeders/LVTestCase/Master.dss")
     before = sorted(p.name for p in master.parent.iterdir())
     cwd = os.getcwd()
@@ -459,7 +448,7 @@ SHARED_MASTERS = ["123Bus/IEEE123Master.dss", "LVTestCase/Master.dss", "8500-Nod
 
 
 @pytest.mark.parametrize("master", SHARED_MASTERS)
-def test_shared_master_compiles_places_and_solves_steps(master):
+def test_shared_master_compiles_places_and_solves_steps(master, shared_file):
     model = FeederModel(shared_file(f"feeders/{master}"), strict=True)
     d = model._dss
     assert (d.Solution.MaxIterations(), d.Solution.MaxControlIterations()) == (100, 100), "limits reach OpenDSS"

@@ -3,7 +3,6 @@ feeder master the project ships and the shared IEEE ones (IEEE 8500 sets its sou
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,8 @@ OURS = {"lv_suburb": 1.02, "lv_rural": 1.03, "ieee13": 1.0, "test_delta_lateral"
 SHARED = {"8500-Node/Master.dss": 1.05, "123Bus/IEEE123Master.dss": 1.0, "LVTestCase/Master.dss": 1.05}
 
 
-def _master(name: str) -> Path:
-    if name in OURS:
-        return REPO / "feeders" / name / "Master.dss"
-    path = REPO.parent / "shared" / "data" / "feeders" / name  # as tests/integration/test_feeder_model.py
-    if not path.exists():
-        reason = f"reference data {path} not found (expected the shared data folder next to the repo)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+def _master(name: str, shared_file) -> Path:
+    return REPO / "feeders" / name / "Master.dss" if name in OURS else shared_file(f"feeders/{name}")
 
 
 REGULATED = {"ieee13", "8500-Node/Master.dss", "123Bus/IEEE123Master.dss"}  # regulators near the head
@@ -40,8 +31,8 @@ def _source_bus_pu(model: FeederModel) -> float:
 
 
 @pytest.mark.parametrize("name, configured", [*OURS.items(), *SHARED.items()])
-def test_the_source_voltage_is_the_masters_and_moves_the_source_bus(name, configured):
-    model = FeederModel(_master(name))
+def test_the_source_voltage_is_the_masters_and_moves_the_source_bus(name, configured, shared_file):
+    model = FeederModel(_master(name, shared_file))
     assert model.source_pu == pytest.approx(configured)
     head = model.solve()
     at_head = _source_bus_pu(model)
