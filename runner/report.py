@@ -331,6 +331,16 @@ def say_empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
+def feeder_rows(names: list[str], row_height: float, empty: str, title: str, *, sharex: bool = True):
+    """A figure with one row of axes per feeder in ``names``; with none, one row saying ``empty`` under
+    ``title``."""
+    fig, axes = new_figure(12, 1.0 + row_height * max(1, len(names)), rows=max(1, len(names)), sharex=sharex)
+    if not names:
+        say_empty(axes[0], empty)
+        axes[0].set_title(title)
+    return fig, axes
+
+
 def hours(seconds) -> np.ndarray:
     return np.asarray(seconds, dtype=float) / 3600.0
 
@@ -550,10 +560,8 @@ def figure_grid(d: RunData) -> Figure:
     """Per feeder: prosumers' summed net export (grid_kw) and the feeder-head power."""
     steps, feeder = d.frames["prosumer_steps"], d.frames["feeder_steps"]
     names = sorted(set(steps["feeder"].dropna()) | set(feeder["feeder"].dropna()))
-    fig, axes = new_figure(12, 1.0 + 3.0 * max(1, len(names)), rows=max(1, len(names)))
+    fig, axes = feeder_rows(names, 3.0, "no prosumer or feeder steps in this run", "Community import/export")
     if not names:
-        say_empty(axes[0], "no prosumer or feeder steps in this run")
-        axes[0].set_title("Community import/export")
         return fig
     for ax, name in zip(axes, names, strict=True):
         mine = steps[steps["feeder"] == name]
@@ -682,10 +690,8 @@ def figure_voltage_profile(d: RunData) -> Figure:
     """Voltage along each feeder: prosumer service voltage against its bus's distance from the source."""
     profile, moments = rd.voltage_profile(d.frames["voltages"], d.frames["placement"])
     names = sorted(profile["feeder"].unique())
-    fig, axes = new_figure(12, 1.0 + 4.2 * max(1, len(names)), rows=max(1, len(names)), sharex=False)
+    fig, axes = feeder_rows(names, 4.2, "no voltages recorded in this run", "Voltage along the feeder", sharex=False)
     if not names:
-        say_empty(axes[0], "no voltages recorded in this run")
-        axes[0].set_title("Voltage along the feeder")
         return fig
     for ax, name in zip(axes, names, strict=True):
         mine = profile[profile["feeder"] == name]
@@ -717,10 +723,8 @@ def figure_feeder_voltage(d: RunData) -> Figure:
     power flow) and, when the run records it (``feeder_steps.v_source_pu``), the voltage at its source."""
     fs = d.frames["feeder_steps"]
     names = sorted(fs["feeder"].dropna().unique()) if len(fs) else []
-    fig, axes = new_figure(12, 1.0 + 3.2 * max(1, len(names)), rows=max(1, len(names)))
+    fig, axes = feeder_rows(names, 3.2, "no power flows recorded in this run", "Feeder voltage over the run")
     if not names:
-        say_empty(axes[0], "no power flows recorded in this run")
-        axes[0].set_title("Feeder voltage over the run")
         return fig
     has_source = "v_source_pu" in fs and pd.to_numeric(fs["v_source_pu"], errors="coerce").notna().any()
     for ax, name in zip(axes, names, strict=True):
