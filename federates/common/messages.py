@@ -236,7 +236,8 @@ class L3Result(Payload):
 class TransmissionVoltages(Payload):
     """The transmission power flow solved for interval ``interval`` (published at the MEASURE phase of the interval
     before, from the feeders' head power of that interval). Per attached feeder: ``v_source_pu``, the voltage its
-    source must take in ``interval`` (pu of its base: its substation's fixed tap x ``bus_v_pu``), the transmission
+    source must take in ``interval`` (pu of its base: its substation's tap, moved by its OLTC if it has one, x
+    ``bus_v_pu``), the transmission
     bus voltage ``bus_v_pu`` and angle ``bus_angle_deg``. When the power flow failed (``converged`` False, ``message``
     says why) the voltages are those of the last converged solution. Key ``transmission/voltages``."""
 
