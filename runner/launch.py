@@ -500,13 +500,14 @@ def incomplete_run(run_dir: Path, missing: list[Unfinished], helics_code: int | 
     from runner.results import collect
 
     lines = [("(then) " if u.cause.startswith("HelicsException") else "") + u.describe() for u in missing]
+    out = recorded_in(run_dir)  # the build's --results folder, if it was given one
     try:
-        collect(run_dir)
+        collect(out)
     except Exception as exc:  # noqa: BLE001 - the federation's failure is what the user must see
         lines.append(f"(collecting the partial results also failed: {exc})")
-    (Path(run_dir) / "kpis.json").unlink(missing_ok=True)
+    (out / "kpis.json").unlink(missing_ok=True)
     total = len([n for n in _names(run_dir) if n != "broker"])
     status = "" if helics_code is None else f" (helics run exited with status {helics_code})"
     return HarmonyError(f"the federation did not finish: {len(missing)} of {total} federates stopped early{status}; "
-                        f"the results so far are in {run_dir}/results (incomplete: no kpis.json)\n  "
+                        f"the results so far are in {out}/results (incomplete: no kpis.json)\n  "
                         + "\n  ".join(lines))

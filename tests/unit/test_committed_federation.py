@@ -84,5 +84,13 @@ def test_collect_finds_the_results_folder_a_build_was_given(tmp_path):
     scenario = load_scenario(Path(__file__).resolve().parents[1] / "e2e" / "small.yaml")
     build(scenario, tmp_path / "cfg", portable=True, broker_key=False, results_dir=tmp_path / "res")
     assert recorded_in(tmp_path / "cfg") == (tmp_path / "res").resolve()
+    # collecting a run that never ran fails, and what it merges goes to the results folder, not among the configs
+    from click.testing import CliRunner
+
+    from runner.cli import main
+    collected = CliRunner().invoke(main, ["collect", str(tmp_path / "cfg"), "--scenario",
+                                          str(Path(__file__).resolve().parents[1] / "e2e" / "small.yaml")])
+    assert collected.exit_code == 1 and "did not finish" in collected.output, collected.output
+    assert not (tmp_path / "cfg" / "results").exists() and (tmp_path / "res" / "results").is_dir()
     build(scenario, tmp_path / "plain", broker_key=False)
     assert recorded_in(tmp_path / "plain") == (tmp_path / "plain").resolve()
