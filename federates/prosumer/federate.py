@@ -7,6 +7,10 @@ publish net injections. Every 30 minutes (L1_BID): plan and post P2P orders for 
 
 from __future__ import annotations
 
+import contextlib
+
+import numpy as np
+
 from federates.common.config import ANCILLARY_MODES, P2P_MODES
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
@@ -19,9 +23,10 @@ from federates.common.messages import (
     ReserveCommitments,
     Setpoints,
 )
-from federates.common.timebase import TICK_S, Phase
+from federates.common.timebase import TICK_S, Phase, schedule
 from federates.common.wiring import ProsumerFederate, load_federate_config
 from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint, StepRecord
+from federates.prosumer.twin import BackgroundTwin
 
 
 def main(config_path: str) -> None:
@@ -30,23 +35,23 @@ def main(config_path: str) -> None:
     p2p = rt.mode in P2P_MODES
     fleet = ProsumerFleet(cfg.prosumers, cfg.tariff, cfg.location, rt.start, n_steps=rt.duration_s // TICK_S,
                           seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in ANCILLARY_MODES)
-    # in the market modes a top-down twin of the same prosumers runs alongside: its bill is each member's
-    # reference for the VPP's guarantee (runner.ledger.guarantee_entries)
-    twin = fleet.topdown_twin() if p2p else None
+    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH, Phase.L1_BID}
+    # in the market modes a top-down twin of the same prosumers runs alongside, ahead of the federation in a
+    # low-priority child process: its bill is each member's reference for the VPP's guarantee
+    # (runner.ledger.guarantee_entries)
+    twin = BackgroundTwin(fleet, schedule(phases, rt.duration_s), _planned_at) if p2p else None
     pending = fleet.plan(0.0, 0)  # slot 0 has no gate: its plan goes to the VPP at the first gate (L1_BID)
-    if twin is not None:
-        twin.plan(0.0, 0)
     me, vpp = rt.name, cfg.vpp
     mine = set(fleet.names)
-    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH, Phase.L1_BID}
     setpoints: dict[str, Setpoint] = {}
-    with Shell(rt) as shell:
+    with Shell(rt) as shell, twin or contextlib.nullcontext():
         for step in shell.steps(phases):
             if step.phase == Phase.DISPATCH:
                 setpoints = _read_vpp(shell, fleet, vpp, mine) if p2p else {}
                 records = fleet.dispatch(step.time_s, setpoints)
-                _record(shell, cfg.feeder, records, twin.dispatch(step.time_s, {}) if twin is not None
-                        else records if rt.mode == "topdown" else None)
+                topdown = (twin.interval(step.time_s) if twin is not None else
+                           _columns(records) if rt.mode == "topdown" else None)
+                _record(shell, cfg.feeder, records, topdown)
                 room = fleet.headroom_kw({r.prosumer: r.battery_kw for r in records})
                 shell.publish(f"{me}/injections", Injections(
                     time_s=step.time_s, interval=step.interval, p_kw={r.prosumer: r.grid_kw for r in records},
@@ -54,8 +59,6 @@ def main(config_path: str) -> None:
                               target=step.interval)
             elif step.phase == Phase.L1_BID:
                 bids = fleet.plan(_planned_at(step), step.l1_slot)
-                if twin is not None:
-                    twin.plan(_planned_at(step), step.l1_slot)
                 if p2p:
                     shell.publish(f"{me}/orders", _order_book(step, me, bids), target=step.l1_slot)
                     if pending:  # the first gate: slot 0's plan reaches the VPP before its first Layer III order
@@ -111,15 +114,21 @@ def _plans(step, bids: list[Bid], slot: int | None = None) -> Plans:
                    down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
 
 
-def _record(shell: Shell, feeder: str, records: list[StepRecord], topdown: list[StepRecord] | None) -> None:
-    """One row per prosumer; ``topdown``: the same interval under top-down (the twin's records in the market
-    modes, the prosumers' own in topdown, None in netmetering: the top-down columns stay empty)."""
+def _columns(records: list[StepRecord]) -> tuple[list[float], list[float]]:
+    return [r.grid_kw for r in records], [r.soc_kwh for r in records]
+
+
+def _record(shell: Shell, feeder: str, records: list[StepRecord], topdown: tuple | None) -> None:
+    """One row per prosumer; ``topdown``: (grid_kw, soc_kwh) per prosumer for the same interval under top-down (the
+    twin's in the market modes, the prosumers' own in topdown, None in netmetering: the top-down columns stay
+    empty)."""
+    nan = [float("nan")] * len(records)
+    td_grid, td_soc = (nan, nan) if topdown is None else (np.asarray(topdown[0]).tolist(),
+                                                         np.asarray(topdown[1]).tolist())
     for k, r in enumerate(records):
-        td = topdown[k] if topdown is not None else None
         shell.recorder.add("prosumer_steps", time=shell.time_s, prosumer=r.prosumer, feeder=feeder, pv_kw=r.pv_kw,
                            load_kw=r.load_kw, flex_kw=r.flex_kw, battery_kw=r.battery_kw, soc_kwh=r.soc_kwh,
                            grid_kw=r.grid_kw, curtailed_kw=r.curtailed_kw, p2p_commit_kw=r.p2p_commit_kw,
                            reserve_up_kw=r.reserve_up_kw, reserve_down_kw=r.reserve_down_kw,
                            delta_p_kw=r.delta_p_kw, unmet_flex_kwh=r.unmet_flex_kwh,
-                           topdown_grid_kw=td.grid_kw if td is not None else float("nan"),
-                           topdown_soc_kwh=td.soc_kwh if td is not None else float("nan"))
+                           topdown_grid_kw=td_grid[k], topdown_soc_kwh=td_soc[k])
