@@ -52,6 +52,8 @@ class VppShell:
         self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
         self.asked_kw: dict[int, float] = {}      # what this VPP asked of its members, per interval
         self.regulation = (0.0, 0.0)
+        # the feeder's own setpoints key (where it applies the community battery), when the wiring declares it
+        self.feeder_setpoints = f"{self.me}/setpoints" in cfg.runtime.publications
 
     def hour(self, time_s: float) -> float:
         return local_hour(self.cfg.runtime.start, time_s)
@@ -173,7 +175,7 @@ class VppShell:
         for fed, mine in self._by_federate(setpoints).items():
             self.shell.publish(f"{self.me}/setpoints/{fed}", Setpoints(
                 time_s=step.time_s, interval=nxt, setpoints=mine, community_battery_kw=battery_kw), target=nxt)
-        if f"{self.me}/setpoints" in self.shell.pubs:  # the feeder's: where it applies the community battery
+        if self.feeder_setpoints:
             self.shell.publish(f"{self.me}/setpoints", Setpoints(
                 time_s=step.time_s, interval=nxt, setpoints={}, community_battery_kw=battery_kw), target=nxt)
 
