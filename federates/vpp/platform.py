@@ -17,7 +17,7 @@ top-down cost by the members who gained (:func:`federates.vpp.aggregation.guaran
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from federates.common.config import MarketConfig, VppConfig
 from federates.common.messages import MemberPlan, SetpointMsg
@@ -132,16 +132,17 @@ class CommunityVpp:
 
     def _member_flex(self, l2_slot: int, hour: float | None) -> list[MemberFlex]:
         l1_slot, half = divmod(l2_slot, 2)
+        if hour is not None:
+            export, retail = self.tariff.export_price_at(hour), self.tariff.retail_at(hour)
         out = []
         for m, p in sorted(self.plans.get(l1_slot, {}).items()):
             up_ask = down_ask = p.price_per_kwh
+            planned = p.planned_p_kw[half]
             if hour is not None:
-                up_ask = max(p.price_per_kwh - self.tariff.export_price_at(hour), 0.0)
-                price = self.tariff.export_price_at(hour) if p.planned_p_kw[half] > 0 else self.tariff.retail_at(hour)
-                down_ask = max(price - p.price_per_kwh, 0.0)
-            out.append(MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw,
-                                  price_per_kwh=up_ask * EXPECTED_DEPLOYMENT, planned_p_kw=p.planned_p_kw[half],
-                                  down_price_per_kwh=down_ask * EXPECTED_DEPLOYMENT))
+                up_ask = max(p.price_per_kwh - export, 0.0)
+                down_ask = max((export if planned > 0 else retail) - p.price_per_kwh, 0.0)
+            out.append(MemberFlex(m, p.up_kw, p.down_kw, up_ask * EXPECTED_DEPLOYMENT, planned,
+                                  down_ask * EXPECTED_DEPLOYMENT))
         return out
 
     def offers(self, l2_slot: int, hour: float) -> tuple[BiddingDecision, float]:
@@ -150,8 +151,8 @@ class CommunityVpp:
         what it cannot give, their Layer I overflow and the community battery. Returns the decision and the
         baseline the VPP declares (members' planned injection + the battery's baseline)."""
         up, down = self.member_capability(l2_slot * 3)
-        flex = [replace(f, up_kw=up.get(f.member, 0.0), down_kw=down.get(f.member, 0.0))
-                for f in self.member_flex(l2_slot, hour)]
+        flex = [MemberFlex(f.member, up.get(f.member, 0.0), down.get(f.member, 0.0), f.price_per_kwh, f.planned_p_kw,
+                           f.down_price_per_kwh) for f in self.member_flex(l2_slot, hour)]
         forecast = self.prices.get(l2_slot - 1) or self.prices.get(l2_slot - 2) or DEFAULT_PRICE_FORECAST
         if self.offer_model is None:
             self.offer_model = OfferModel(sorted(self.members))
@@ -233,15 +234,17 @@ class CommunityVpp:
                 up[BATTERY] = 0.0
             elif self.voltage_state == "low":
                 down[BATTERY] = 0.0
+        last_p, room_up, room_down = self.last_p_kw, self.headroom_up_kw, self.headroom_down_kw
+        export_caps, import_caps = self.guard.export_cap_kw, self.guard.import_cap_kw
         for f in self.member_flex(interval // 3):
-            m, p = f.member, self.last_p_kw.get(f.member, 0.0)
-            cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
-            up[m] = min(f.up_kw, self.headroom_up_kw.get(m, f.up_kw))
-            down[m] = min(f.down_kw, self.headroom_down_kw.get(m, f.down_kw))
-            if cap_e is not None:
-                up[m] = min(up[m], max(cap_e - p, 0.0))
-            if cap_i is not None:
-                down[m] = min(down[m], max(cap_i + p, 0.0))
+            m = f.member
+            u = min(f.up_kw, room_up.get(m, f.up_kw))
+            d = min(f.down_kw, room_down.get(m, f.down_kw))
+            if m in export_caps:
+                u = min(u, max(export_caps[m] - last_p.get(m, 0.0), 0.0))
+            if m in import_caps:
+                d = min(d, max(import_caps[m] + last_p.get(m, 0.0), 0.0))
+            up[m], down[m] = u, d
         return up, down
 
     def capability(self, interval: int) -> tuple[float, float]:
