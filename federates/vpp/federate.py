@@ -167,9 +167,8 @@ class VppShell:
                 # energy others inject for us is delivery we need not make; energy we sell we must deliver
                 credit_kw = result.credit_kwh.get(self.me, 0.0) * 3600.0 / TICK_S
         required = self.required_kw.get(nxt, 0.0)
-        asked = self.vpp.member_target(nxt, required, credit_kw) if required or credit_kw else 0.0
+        asked, setpoints = self.vpp.dispatch_members(nxt, required, credit_kw)
         self.asked_kw[nxt] = asked
-        setpoints = self.vpp.setpoints(nxt, asked)
         self._compensate(nxt, setpoints)
         battery_kw = self._dispatch_battery(nxt)
         for fed, mine in self._by_federate(setpoints).items():
@@ -201,14 +200,13 @@ class VppShell:
 
     def _compensate(self, interval: int, setpoints: dict) -> None:
         """Pay members for the energy they are asked to deliver, at their own cost (before revenue sharing)."""
-        hour = self.hour(interval * TICK_S)
-        for member, sp in setpoints.items():
-            if not sp.delta_p_kw:
-                continue
-            kwh = abs(sp.delta_p_kw) * TICK_S / 3600.0
-            amount = kwh * self.vpp.activation_cost(interval, member, sp.delta_p_kw, hour)
+        delta_kw = {member: sp.delta_p_kw for member, sp in setpoints.items() if sp.delta_p_kw}
+        cost = self.vpp.activation_costs(interval, delta_kw, self.hour(interval * TICK_S))
+        rec = self.shell.recorder
+        for member, delta in delta_kw.items():
+            kwh = abs(delta) * TICK_S / 3600.0
+            amount = kwh * cost[member]
             if amount > 0:
-                rec = self.shell.recorder
                 rec.add("ledger", time=interval * TICK_S, participant=self.me, counterparty=member,
                         item="activation_compensation", energy_kwh=kwh, amount=-amount)
                 rec.add("ledger", time=interval * TICK_S, participant=member, counterparty=self.me,

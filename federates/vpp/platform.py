@@ -258,18 +258,32 @@ class CommunityVpp:
     def setpoints(self, interval: int, asked_kw: float) -> dict[str, SetpointMsg]:
         """Members' setpoints: ``asked_kw`` split over the members' offered flexibility (pro rata, never above
         what a member can deliver), plus corrective caps."""
+        return self._setpoints(interval, asked_kw, *self.member_capability(interval))
+
+    def dispatch_members(self, interval: int, required: float,
+                         credit_kw: float) -> tuple[float, dict[str, SetpointMsg]]:
+        """What the VPP asks of its members in ``interval`` (:meth:`member_target`; 0 when nothing is required
+        nor credited) and their :meth:`setpoints`, from one look at what they can deliver."""
         up, down = self.member_capability(interval)
+        asked = 0.0
+        if required or credit_kw:
+            asked = member_target_kw(required, credit_kw, self.last_drift_kw, sum(up.values()), sum(down.values()))
+        return asked, self._setpoints(interval, asked, up, down)
+
+    def _setpoints(self, interval: int, asked_kw: float, up: dict[str, float],
+                   down: dict[str, float]) -> dict[str, SetpointMsg]:
         if asked_kw >= 0:
             share = disaggregate(asked_kw, up)
         else:
             share = {m: -kw for m, kw in disaggregate(-asked_kw, down).items()}
         self.battery_delta_kw[interval] = share.get(BATTERY, 0.0)
+        export_caps, import_caps = self.guard.export_cap_kw, self.guard.import_cap_kw
         out = {}
         for m in self.members:
             delta = share.get(m, 0.0)
-            cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
-            if delta or cap_e is not None or cap_i is not None:
-                out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=cap_e, max_import_kw=cap_i)
+            if delta or m in export_caps or m in import_caps:
+                out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=export_caps.get(m),
+                                     max_import_kw=import_caps.get(m))
         return out
 
     def battery_baseline(self, interval: int) -> float:
@@ -300,15 +314,27 @@ class CommunityVpp:
         energy worth lambda to it, bought at retail if it planned to import or forgone export credit if it
         planned to export: ``max(price - lambda, 0)``.
         """
-        plan = self.plans.get(interval // 6, {}).get(member)
-        if plan is None:
-            return 0.0
-        lam, export_credit = plan.price_per_kwh, self.tariff.export_price_at(hour)
-        if delta_kw >= 0:
-            return max(lam - export_credit, 0.0)
-        planned_p = plan.planned_p_kw[(interval // 3) % 2]
-        price = export_credit if planned_p > 0 else self.tariff.retail_at(hour)
-        return max(price - lam, 0.0)
+        return self.activation_costs(interval, {member: delta_kw}, hour)[member]
+
+    def activation_costs(self, interval: int, delta_kw: dict[str, float], hour: float) -> dict[str, float]:
+        """:meth:`activation_cost` of each member of ``delta_kw`` (member -> kW asked)."""
+        plans = self.plans.get(interval // 6, {})
+        half = (interval // 3) % 2
+        export_credit = self.tariff.export_price_at(hour)
+        retail = None
+        out = {}
+        for member, delta in delta_kw.items():
+            plan = plans.get(member)
+            if plan is None:
+                out[member] = 0.0
+            elif delta >= 0:
+                out[member] = max(plan.price_per_kwh - export_credit, 0.0)
+            elif plan.planned_p_kw[half] > 0:
+                out[member] = max(export_credit - plan.price_per_kwh, 0.0)
+            else:
+                retail = self.tariff.retail_at(hour) if retail is None else retail
+                out[member] = max(retail - plan.price_per_kwh, 0.0)
+        return out
 
     def observe(self, interval: int, v_pu: dict[str, float], p_kw: dict[str, float], members_p_kw: float,
                 asked_kw: float) -> list[Action]:
