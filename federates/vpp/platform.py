@@ -18,6 +18,7 @@ top-down cost by the members who gained (:func:`federates.vpp.aggregation.guaran
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from federates.common.config import MarketConfig, VppConfig
 from federates.common.messages import MemberPlan, SetpointMsg
@@ -47,6 +48,21 @@ class Layer1Outcome:
 
 
 @dataclass
+class _Flex:
+    """Members' flexibility for one Layer II slot (:meth:`CommunityVpp.member_flex`) and what is derived from it
+    alone, kept with it: its columns and the price of spare capability offered in Layer III."""
+
+    flex: tuple[MemberFlex, ...]
+    spare_price_per_kwh: float | None = None
+
+    @cached_property
+    def columns(self) -> tuple[list[str], list[float], list[float], frozenset[str]]:
+        """(members, up_kw, down_kw) in the members' order, and the members as a set."""
+        names = [f.member for f in self.flex]
+        return names, [f.up_kw for f in self.flex], [f.down_kw for f in self.flex], frozenset(names)
+
+
+@dataclass
 class CommunityVpp:
     name: str
     members: dict[str, str]                     # member -> hosting prosumer federate (its identity)
@@ -73,7 +89,7 @@ class CommunityVpp:
     decisions: dict[int, BiddingDecision] = field(default_factory=dict)        # L2 slot -> the offer model's
     battery_reserve: dict[int, tuple[float, float]] = field(default_factory=dict)  # L2 slot -> battery up, down
     offer_model: OfferModel | None = None
-    _flex_cache: dict[int, dict[tuple, tuple[MemberFlex, ...]]] = field(default_factory=dict, init=False, repr=False)
+    _flex_cache: dict[int, dict[tuple, _Flex]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.battery is None and self.config.community_battery is not None:
@@ -120,6 +136,9 @@ class CommunityVpp:
         """Members' planned flexibility for ``l2_slot``; with ``hour``, asks from the compensation rule (module
         docstring), else their own price per kWh times the expected deployment. Kept until new plans for the
         slot arrive (:meth:`take_plans`): the real-time steps ask for it several times per interval."""
+        return self._flex(l2_slot, hour).flex
+
+    def _flex(self, l2_slot: int, hour: float | None = None) -> _Flex:
         l1_slot = l2_slot // 2
         if l1_slot not in self._flex_cache:
             for old in [k for k in self._flex_cache if k < l1_slot - 1]:  # slots gone by
@@ -127,7 +146,7 @@ class CommunityVpp:
         cached = self._flex_cache.setdefault(l1_slot, {})
         key = (l2_slot, hour, len(self.plans.get(l1_slot, ())))
         if key not in cached:
-            cached[key] = tuple(self._member_flex(l2_slot, hour))
+            cached[key] = _Flex(tuple(self._member_flex(l2_slot, hour)))
         return cached[key]
 
     def _member_flex(self, l2_slot: int, hour: float | None) -> list[MemberFlex]:
@@ -211,15 +230,17 @@ class CommunityVpp:
         (committed reserve plus the rest); a shortfall is bought at up to the penalty per kWh, spare
         capability is sold at the members' opportunity cost (their value of energy above the buy-back rate,
         which is what they are paid for the extra export), weighted by the flexibility each offered."""
-        flex = self.member_flex(interval // 3)
+        flex = self._flex(interval // 3)
         up_cap, down_cap = self.capability(interval)
-        buyback = self.tariff.buyback_price_per_kwh
-        costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw) for f in flex]
-        weight = sum(w for _, w in costs)
-        spare_price = sum(c * w for c, w in costs) / weight if weight > 0 else 0.0
+        if flex.spare_price_per_kwh is None:
+            buyback = self.tariff.buyback_price_per_kwh
+            costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw)
+                     for f in flex.flex]
+            weight = sum(w for _, w in costs)
+            flex.spare_price_per_kwh = sum(c * w for c, w in costs) / weight if weight > 0 else 0.0
         return layer3_needs(required, up_cap, down_cap, self.last_drift_kw, period_s=300,
                             penalty_price_per_kwh=penalty_price_per_mw_h / 1000.0 * self.penalty_multiplier,
-                            spare_price_per_kwh=spare_price + SPARE_MARGIN_PER_KWH)
+                            spare_price_per_kwh=flex.spare_price_per_kwh + SPARE_MARGIN_PER_KWH)
 
     def member_capability(self, interval: int) -> tuple[dict[str, float], dict[str, float]]:
         """Up and down kW each member can deliver in ``interval``: what it offered for the slot, limited by
@@ -234,17 +255,16 @@ class CommunityVpp:
                 up[BATTERY] = 0.0
             elif self.voltage_state == "low":
                 down[BATTERY] = 0.0
-        last_p, room_up, room_down = self.last_p_kw, self.headroom_up_kw, self.headroom_down_kw
-        export_caps, import_caps = self.guard.export_cap_kw, self.guard.import_cap_kw
-        for f in self.member_flex(interval // 3):
-            m = f.member
-            u = min(f.up_kw, room_up.get(m, f.up_kw))
-            d = min(f.down_kw, room_down.get(m, f.down_kw))
-            if m in export_caps:
-                u = min(u, max(export_caps[m] - last_p.get(m, 0.0), 0.0))
-            if m in import_caps:
-                d = min(d, max(import_caps[m] + last_p.get(m, 0.0), 0.0))
-            up[m], down[m] = u, d
+        names, offered_up, offered_down, members = self._flex(interval // 3).columns
+        room_up, room_down, last_p = self.headroom_up_kw, self.headroom_down_kw, self.last_p_kw
+        up.update({m: min(u, room_up.get(m, u)) for m, u in zip(names, offered_up, strict=True)})
+        down.update({m: min(d, room_down.get(m, d)) for m, d in zip(names, offered_down, strict=True)})
+        for m, cap in self.guard.export_cap_kw.items():
+            if m in members:
+                up[m] = min(up[m], max(cap - last_p.get(m, 0.0), 0.0))
+        for m, cap in self.guard.import_cap_kw.items():
+            if m in members:
+                down[m] = min(down[m], max(cap + last_p.get(m, 0.0), 0.0))
         return up, down
 
     def capability(self, interval: int) -> tuple[float, float]:

@@ -57,7 +57,8 @@ def test_capability_setpoints_and_target_by_hand():
     vpp.headroom_up_kw["a"] = 4.0                       # a's battery can give only 4 kW more now
     vpp.guard.import_cap_kw["a"] = 2.0                  # a imports 1 kW under a 2 kW cap: 1 kW less at most
     vpp.guard.export_cap_kw["b"] = 8.0                  # b exports 5 kW under an 8 kW cap: 3 kW more at most
-    vpp.guard.import_cap_kw["c"] = 1.5                  # c has no plan: no flexibility, but its cap stands
+    vpp.guard.import_cap_kw["c"] = 1.5                  # c has no plan: no flexibility, but its caps stand
+    vpp.guard.export_cap_kw["c"] = 0.5
     vpp.last_p_kw = {"a": -1.0, "b": 5.0}
     up, down = vpp.member_capability(interval)
     assert up == {"a": 4.0, "b": 3.0} and down == {"a": 1.0, "b": 2.0}
@@ -66,7 +67,7 @@ def test_capability_setpoints_and_target_by_hand():
     assert asked == 7.0 == vpp.member_target(interval, 10.0, 0.0)            # all they can give
     assert setpoints == vpp.setpoints(interval, 7.0) == {
         "a": SetpointMsg(delta_p_kw=4.0, max_import_kw=2.0), "b": SetpointMsg(delta_p_kw=3.0, max_export_kw=8.0),
-        "c": SetpointMsg(max_import_kw=1.5)}
+        "c": SetpointMsg(max_export_kw=0.5, max_import_kw=1.5)}
     assert list(setpoints) == ["a", "b", "c"]                                # the members' order
     asked, setpoints = vpp.dispatch_members(interval, required=-1.0, credit_kw=0.5)
     assert asked == pytest.approx(-1.5)                                      # down, split pro rata 1 : 2
@@ -74,4 +75,17 @@ def test_capability_setpoints_and_target_by_hand():
     asked, setpoints = vpp.dispatch_members(interval, required=0.0, credit_kw=0.0)
     assert asked == 0.0 and setpoints == {"a": SetpointMsg(delta_p_kw=0.0, max_import_kw=2.0),
                                           "b": SetpointMsg(delta_p_kw=0.0, max_export_kw=8.0),
-                                          "c": SetpointMsg(max_import_kw=1.5)}
+                                          "c": SetpointMsg(max_export_kw=0.5, max_import_kw=1.5)}
+
+
+def test_spare_capability_is_offered_at_the_members_flexibility_weighted_value():
+    vpp = _vpp()
+    # value above the buy-back rate (0.04), weighted by offered up + down kW: a 0.01 x 16, b 0.21 x 12
+    sell = {n.direction: n for n in vpp.layer3_needs(144, 0.0, 20.0)}
+    assert sell["up"].side == "sell" and sell["up"].energy_kwh == pytest.approx(0.5 * 20.0 / 12)
+    assert sell["up"].limit_price_per_kwh == pytest.approx((0.01 * 16 + 0.21 * 12) / 28 + 0.01)
+    # new plans for the slot (same members): the price follows them
+    vpp.take_plans([MemberPlan(member="b", slot=24, planned_p_kw=(-3.0, 4.0), up_kw=10.0, down_kw=2.0,
+                               price_per_kwh=0.45)])
+    sell = {n.direction: n for n in vpp.layer3_needs(145, 0.0, 20.0)}
+    assert sell["up"].limit_price_per_kwh == pytest.approx((0.01 * 16 + 0.41 * 12) / 28 + 0.01)
