@@ -4,6 +4,7 @@ and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityV
 
 from __future__ import annotations
 
+import gc
 from typing import TypeVar
 
 from federates.common.config import ANCILLARY_MODES
@@ -213,9 +214,18 @@ class VppShell:
                         item="activation_compensation", energy_kwh=kwh, amount=amount)
 
 
+# Python's cyclic garbage collector: a VPP of a thousand members allocates some 10^5 containers per 5-minute
+# tick (members' plans, flexibility, setpoints, result rows) and almost none of them form cycles; with the
+# default thresholds (700, 10, 10) the collector ran some 3,300 times a simulated day, 1.5 CPU-s of the replayed
+# VPP of the 8500-node feeder (on the critical path; 0.15 CPU-s with these). Set-up objects are frozen out of scans.
+GC_THRESHOLDS = (50_000, 10, 10)
+
+
 def main(config_path: str) -> None:
     cfg: VppFederate = load_federate_config(config_path, VppFederate)
     with Shell(cfg.runtime) as shell:
         vpp = VppShell(cfg, shell)
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         for step in shell.steps(phases_for(cfg.runtime.mode)):
             vpp.step(step)
