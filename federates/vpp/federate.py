@@ -214,7 +214,7 @@ class VppShell:
                         item="activation_compensation", energy_kwh=kwh, amount=amount)
 
 
-# Python's cyclic garbage collector: a VPP of a thousand members allocates some 10^5 containers per 5-minute
+# Python's cyclic garbage collector: a VPP of a thousand members allocates some 10^4 containers per 5-minute
 # tick (members' plans, flexibility, setpoints, result rows) and almost none of them form cycles; with the
 # default thresholds (700, 10, 10) the collector ran some 3,300 times a simulated day, 1.5 CPU-s of the replayed
 # VPP of the 8500-node feeder (on the critical path; 0.15 CPU-s with these). Set-up objects are frozen out of scans.
