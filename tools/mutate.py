@@ -36,6 +36,8 @@ COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "runs", "__pycache__", "*.
 P2P = ("tests/unit/test_p2p_market.py", "tests/property/test_p2p_properties.py", "tests/unit/test_layer3_clearing.py")
 L3 = ("tests/unit/test_layer3_clearing.py", "tests/unit/test_layer3_wheeling.py")
 ISO = ("tests/unit/test_iso_market.py", "tests/unit/test_iso_operator.py")
+VPP = ("tests/unit/test_vpp_offer_highs.py", "tests/unit/test_vpp_bidding.py", "tests/unit/test_vpp_dispatch.py",
+       "tests/unit/test_corrective.py", "tests/unit/test_community_battery.py")
 SETTLE = ("tests/unit/test_settlement.py", "tests/unit/test_iso_operator.py")
 BATTERY = ("tests/unit/test_battery_limits.py", "tests/unit/test_flex_window.py", "tests/unit/test_devices.py",
            "tests/unit/test_fleet.py")
@@ -90,6 +92,22 @@ MUTANTS: list[Mutant] = [
        "limit = order.limit_price_per_kwh - wheeling", "limit = order.limit_price_per_kwh", L3),
     _m("l3_tie_limit_doubled", "federates/vpp_market/clearing.py", "if total <= limit_kwh:",
        "if total <= 2 * limit_kwh:", L3),
+    # ---- the VPP: its offer model in HiGHS, real-time dispatch, voltage guard, and the recorder
+    _m("vpp_offer_columns_swapped", "federates/vpp/ancillary_bidding.py",
+       "self.ch, self.dis, self.dis_x = base + 6, base + 7, base + 8",
+       "self.ch, self.dis_x, self.dis = base + 6, base + 7, base + 8", VPP),
+    _m("vpp_offer_cost_rounded_otherwise", "federates/vpp/ancillary_bidding.py",
+       "costs[lay.offer[j]] = per_mw * d.value[j]", "costs[lay.offer[j]] = d.h * d.value[j] / KW_PER_MW", VPP),
+    _m("vpp_activation_cost_wrong_half_slot", "federates/vpp/platform.py", "half = (interval // 3) % 2",
+       "half = interval % 2", VPP),
+    _m("vpp_import_cap_room_sign", "federates/vpp/platform.py", "max(cap + last_p.get(m, 0.0), 0.0)",
+       "max(cap - last_p.get(m, 0.0), 0.0)", VPP),
+    _m("guard_relaxes_inside_the_margin", "federates/vpp/corrective.py",
+       "calm_low, calm_high = self.v_min_pu + self.release_pu, self.v_max_pu - self.release_pu",
+       "calm_low, calm_high = self.v_min_pu + self.margin_pu, self.v_max_pu - self.margin_pu", VPP),
+    _m("recorder_values_in_call_order", "federates/common/recorder.py",
+       "writer.writerows(map(_ROW_VALUES[table], rows))", "writer.writerows(r.values() for r in rows)",
+       ("tests/unit/test_recorder.py",)),
     # ---- ISO market and settlement
     _m("iso_price_half_the_dual", "federates/iso/ancillary_market.py",
        "max(0.0, float(m.dual[m.requirement[p]]))", "max(0.0, float(m.dual[m.requirement[p]]) / 2)", ISO),

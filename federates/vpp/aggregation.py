@@ -12,17 +12,17 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from federates.common.errors import ConfigError, SettlementError
 
 
-@dataclass(frozen=True)
-class MemberFlex:
+class MemberFlex(NamedTuple):
     """What one prosumer offers the VPP for a slot (kW held over the whole slot).
 
     ``price_per_kwh`` is the member's ask for holding 1 kW of up flexibility for 1 hour ($/kW-h, i.e. $/kWh
     of reserved capacity; 0.02 $/kWh equals 20 $/MW-h), ``down_price_per_kwh`` its ask for down flexibility
-    (None: the same).
+    (None: the same). A named tuple: immutable, and cheap to make (a VPP makes thousands every 15 minutes).
     """
 
     member: str
@@ -38,6 +38,9 @@ class MemberFlex:
 
     def problems(self) -> list[str]:
         """Every invalid field, one line each (empty if valid)."""
+        if (0 <= self.up_kw < math.inf and 0 <= self.down_kw < math.inf and 0 <= self.price_per_kwh < math.inf
+                and 0 <= self.down_ask_per_kwh < math.inf and -math.inf < self.planned_p_kw < math.inf):
+            return []
         out = [f"member {self.member!r}: {name} = {value!r}; give a finite value >= 0"
                for name, value in (("up_kw", self.up_kw), ("down_kw", self.down_kw),
                                    ("price_per_kwh", self.price_per_kwh),

@@ -48,8 +48,10 @@ projected by the VPP). What follows, for the default tariff (w = 0.18, export cr
   w / eta_d); while the community is long, a discharged kWh earns only the export credit and reg_up is left
   to the members, whose ask is their own opportunity cost.
 
-The model is built once per member list and kept (:class:`OfferModel`): every slot only its mutable
-parameters change and the same APPSI HiGHS object re-solves it (no Pyomo rebuild every 15 minutes).
+The model is laid out once per member list and kept in one HiGHS object (:class:`OfferModel`, written straight
+into HiGHS, no modelling layer): every slot only its data changes (row bounds, a few matrix entries, the
+objective) and HiGHS re-solves it. Its columns, rows and arithmetic are those of the Pyomo model it replaced
+(``tests/unit/test_vpp_offer_highs.py`` keeps that model and checks both give HiGHS the same floats).
 
 Offer price rule (one price per product): the capacity-weighted ask of the contributors, in $/MW-h (the
 battery asks ``max(-g[p], 0)`` x 1000, its expected energy cost), floored at 0, never above the forecast.
@@ -64,10 +66,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import pyomo.environ as pyo
+import highspy
+import numpy as np
 
-from federates.common.errors import ConfigError
-from federates.common.solver import make_persistent_solver, solve_persistent
+from federates.common.errors import ConfigError, InfeasibleError, SolverError
 from federates.vpp.aggregation import MemberFlex, overflow_kw, validate_members
 
 PRODUCTS = ("reg_up", "reg_down", "spin")
@@ -163,10 +165,12 @@ def battery_margin_per_kwh(inp: BiddingInput) -> dict[str, float]:
 
 
 class OfferModel:
-    """The bidding MILP of one VPP, built once for a fixed list of member names and re-solved every slot.
+    """The bidding MILP of one VPP, laid out once for a fixed list of member names and re-solved every slot on
+    one kept HiGHS object.
 
-    :meth:`decide` writes the slot's data into the mutable parameters (members absent from the input get zero
-    flexibility) and re-solves with the same persistent APPSI HiGHS object.
+    :meth:`decide` writes the slot's data (members absent from the input get zero flexibility) into HiGHS: the
+    row bounds, the data-dependent matrix entries and the objective (:func:`update_bidding_highs`), then
+    re-solves. The first slot builds the model with its data (:func:`build_bidding_highs`).
     """
 
     def __init__(self, members: Sequence[str]):
@@ -174,193 +178,253 @@ class OfferModel:
         if len(set(names)) != len(names) or BATTERY in names:
             raise ConfigError(f"member names {names} must be unique and not {BATTERY!r}", source="VPP bidding")
         self.members = names
-        self.model = build_bidding_model(names)
-        self.solver = make_persistent_solver()
+        self.layout = BiddingLayout(len(names))
+        self.highs: highspy.Highs | None = None
 
     def decide(self, inp: BiddingInput) -> BiddingDecision:
         _validate(inp)
-        unknown = sorted({f.member for f in inp.members} - set(self.members))
-        if unknown:
-            raise ConfigError(f"members {unknown} are not in this VPP's offer model {self.members}",
-                              source="VPP bidding")
-        update_bidding_model(self.model, inp)
-        solve_persistent(self.model, self.solver, context=f"VPP ancillary bidding ({len(inp.members)} members)")
-        return extract_bidding(self.model, inp)
+        data = slot_data(inp, self.members)
+        if self.highs is None:
+            self.highs = build_bidding_highs(self.layout, data)
+        else:
+            update_bidding_highs(self.highs, self.layout, data)
+        col_value = solve_bidding(self.highs, context=f"VPP ancillary bidding ({len(inp.members)} members)")
+        return extract_bidding(col_value, self.layout, self.members, inp)
 
 
-def build_bidding_model(members: Sequence[str]) -> pyo.ConcreteModel:
-    """The bidding MILP's structure for ``members`` (every datum a mutable parameter, set by
-    :func:`update_bidding_model`)."""
-    m = pyo.ConcreteModel(name="vpp_ancillary_bidding")
-    m.P = pyo.Set(initialize=PRODUCTS, ordered=True)
-    m.UP = pyo.Set(initialize=UP_PRODUCTS, ordered=True)
-    m.M = pyo.Set(initialize=list(members), ordered=True)
-    mutable = dict(mutable=True, initialize=0.0, within=pyo.Reals)
-    m.h = pyo.Param(**mutable)
-    m.value = pyo.Param(m.P, **mutable)
-    m.ask = pyo.Param(m.M, m.P, **mutable)
-    m.limit = pyo.Param(m.M, m.P, **mutable)          # kW of member m usable in p (0: not eligible)
-    m.up_kw = pyo.Param(m.M, **mutable)
-    m.margin = pyo.Param(m.P, **mutable)              # g[p], $/kW-h
-    m.charge_margin = pyo.Param(**mutable)
-    m.discharge_margin = pyo.Param(**mutable)
-    m.export_margin = pyo.Param(**mutable)
-    m.battery_p_kw = pyo.Param(**mutable)
-    m.battery_kwh = pyo.Param(**mutable)
-    m.soc_low = pyo.Param(**mutable)
-    m.soc_high = pyo.Param(**mutable)
-    m.eta_c = pyo.Param(**mutable)
-    m.eta_d = pyo.Param(**mutable)
-    m.surplus_kw = pyo.Param(**mutable)               # max(O, 0)
-    m.deficit_kw = pyo.Param(**mutable)               # max(-O, 0)
-    m.min_offer_kw = pyo.Param(**mutable)
-    m.big_m = pyo.Param(m.P, **mutable)
+class BiddingLayout:
+    """Where each variable and constraint of the bidding MILP sits in HiGHS, for ``n`` members.
 
-    m.x_kw = pyo.Var(m.M, m.P, within=pyo.NonNegativeReals)
-    m.y_kw = pyo.Var(m.P, within=pyo.NonNegativeReals)
-    m.ch_kw = pyo.Var(within=pyo.NonNegativeReals)
-    m.dis_kw = pyo.Var(within=pyo.NonNegativeReals)
-    m.dis_x_kw = pyo.Var(within=pyo.NonNegativeReals)
-    m.offer_kw = pyo.Var(m.P, within=pyo.NonNegativeReals)
-    m.offer_on = pyo.Var(m.P, within=pyo.Binary)
+    Columns: ``x[m, p]`` (member-major, products in :data:`PRODUCTS` order), then ``offer[p], y[p]`` for each
+    product, ``ch``, ``dis``, ``dis_x`` and the binaries ``on[p]``. Rows: ``member_limit[m, p]``,
+    ``member_up[m]``, ``offer_def[p]``, ``charge_from_surplus``, ``discharge_into_deficit``,
+    ``battery_up_power``, ``battery_up_energy``, ``battery_down_power``, ``battery_down_energy``,
+    ``min_size[p]``, ``max_size[p]``. (The order a Pyomo model of these families, declared in this order, gets
+    from Pyomo's APPSI HiGHS interface: columns in their first appearance in the rows. HiGHS's answer depends
+    on the order, and this one reproduces the VPP's offers of every earlier run bit for bit.)
+    """
 
-    m.member_limit = pyo.Constraint(m.M, m.P, rule=member_limit_rule)
-    m.member_up = pyo.Constraint(m.M, rule=member_up_rule)
-    m.offer_def = pyo.Constraint(m.P, rule=offer_def_rule)
-    m.charge_from_surplus = pyo.Constraint(rule=charge_from_surplus_rule)
-    m.discharge_into_deficit = pyo.Constraint(rule=discharge_into_deficit_rule)
-    m.battery_up_power = pyo.Constraint(rule=battery_up_power_rule)
-    m.battery_up_energy = pyo.Constraint(rule=battery_up_energy_rule)
-    m.battery_down_power = pyo.Constraint(rule=battery_down_power_rule)
-    m.battery_down_energy = pyo.Constraint(rule=battery_down_energy_rule)
-    m.min_size = pyo.Constraint(m.P, rule=min_size_rule)
-    m.max_size = pyo.Constraint(m.P, rule=max_size_rule)
-    m.surplus = pyo.Objective(rule=surplus_rule, sense=pyo.maximize)
-    return m
+    def __init__(self, n: int):
+        self.n = n
+        base = 3 * n
+        self.offer = [base + 2 * j for j in range(3)]
+        self.y = [base + 2 * j + 1 for j in range(3)]
+        self.ch, self.dis, self.dis_x = base + 6, base + 7, base + 8
+        self.on = [base + 9 + j for j in range(3)]
+        self.n_cols = base + 12
+        r = 4 * n
+        self.offer_def = [r + j for j in range(3)]
+        self.charge, self.discharge = r + 3, r + 4
+        self.up_power, self.up_energy, self.down_power, self.down_energy = r + 5, r + 6, r + 7, r + 8
+        self.min_size = [r + 9 + j for j in range(3)]
+        self.max_size = [r + 12 + j for j in range(3)]
+        self.n_rows = r + 15
+        # rows whose upper bound is slot data: member_limit, member_up, then charge ... down_energy
+        self.data_rows = np.concatenate([np.arange(4 * n), np.arange(r + 3, r + 9)]).astype(np.int32)
+
+    def x(self, i: int, j: int) -> int:
+        """Column of x[member i, product j]."""
+        return 3 * i + j
 
 
-def update_bidding_model(m: pyo.ConcreteModel, inp: BiddingInput) -> None:
-    """Write one slot's data into the model's mutable parameters (``inp`` is never mutated)."""
+@dataclass(frozen=True)
+class SlotData:
+    """One slot's data of the bidding MILP, per member in the layout's order (0 for members without a plan).
+
+    ``ask`` (n x 3, $/MW-h) and ``limit`` (n x 3, kW usable in each product; 0 where the ask is not below the
+    product's value), ``up_kw`` (n); the rest as in the module docstring.
+    """
+
+    h: float
+    value: tuple[float, float, float]
+    ask: np.ndarray
+    limit: np.ndarray
+    up_kw: np.ndarray
+    margin: dict[str, float]
+    battery_p_kw: float
+    battery_kwh: float
+    soc_low: float
+    soc_high: float
+    eta_c: float
+    eta_d: float
+    surplus_kw: float
+    deficit_kw: float
+    min_offer_kw: float
+    big_m: tuple[float, float, float]
+
+
+def slot_data(inp: BiddingInput, members: Sequence[str]) -> SlotData:
+    """The MILP's data for ``inp`` with the members laid out as ``members``; raises if ``inp`` names others."""
+    index = {k: i for i, k in enumerate(members)}
+    unknown = sorted({f.member for f in inp.members} - set(index))
+    if unknown:
+        raise ConfigError(f"members {unknown} are not in this VPP's offer model {list(members)}",
+                          source="VPP bidding")
+    n = len(members)
+    present = np.zeros(n, dtype=bool)
+    up, down = np.zeros(n), np.zeros(n)
+    up_ask, down_ask = np.zeros(n), np.zeros(n)
+    for f in inp.members:
+        i = index[f.member]
+        present[i] = True
+        up[i], down[i] = f.up_kw, f.down_kw
+        up_ask[i], down_ask[i] = f.price_per_kwh, f.down_ask_per_kwh
     value = net_value_per_mw_h(inp)
-    flex = {f.member: f for f in inp.members}
-    m.h.set_value(inp.slot_s / S_PER_H)
-    for p in PRODUCTS:
-        m.value[p] = value[p]
-    for k in m.M:
-        f = flex.get(k)
-        m.up_kw[k] = f.up_kw if f else 0.0
-        for p in PRODUCTS:
-            ask = _ask(f, p) if f else 0.0
-            m.ask[k, p] = ask
-            m.limit[k, p] = _member_limit(f, p) if f and value[p] > ask else 0.0
-    g = battery_margin_per_kwh(inp)
-    for p in PRODUCTS:
-        m.margin[p] = g[p]
-    m.charge_margin.set_value(g["charge"])
-    m.discharge_margin.set_value(g["discharge"])
-    m.export_margin.set_value(g["discharge_export"])
-    m.battery_p_kw.set_value(inp.battery_p_kw)
-    m.battery_kwh.set_value(inp.battery_kwh)
-    m.soc_low.set_value(inp.battery_soc_kwh)
-    m.soc_high.set_value(inp.soc_high_kwh)
-    m.eta_c.set_value(inp.eta_charge)
-    m.eta_d.set_value(inp.eta_discharge)
-    m.surplus_kw.set_value(max(overflow_kw(inp.members), 0.0))
-    m.deficit_kw.set_value(max(-overflow_kw(inp.members), 0.0))
-    m.min_offer_kw.set_value(inp.min_offer_kw)
-    for p, v in _big_m(inp).items():
-        m.big_m[p] = v
+    ask = np.empty((n, 3))
+    limit = np.empty((n, 3))
+    for j, p in enumerate(PRODUCTS):
+        ask[:, j] = np.where(present, (down_ask if p == "reg_down" else up_ask) * KW_PER_MW, 0.0)
+        usable = down if p == "reg_down" else up
+        limit[:, j] = np.where(present & (value[p] > ask[:, j]), usable, 0.0)
+    o = overflow_kw(inp.members)
+    big_m = _big_m(inp)
+    return SlotData(h=inp.slot_s / S_PER_H, value=tuple(value[p] for p in PRODUCTS), ask=ask, limit=limit,
+                    up_kw=up, margin=battery_margin_per_kwh(inp), battery_p_kw=inp.battery_p_kw,
+                    battery_kwh=inp.battery_kwh, soc_low=inp.battery_soc_kwh, soc_high=inp.soc_high_kwh,
+                    eta_c=inp.eta_charge, eta_d=inp.eta_discharge, surplus_kw=max(o, 0.0), deficit_kw=max(-o, 0.0),
+                    min_offer_kw=inp.min_offer_kw, big_m=tuple(big_m[p] for p in PRODUCTS))
 
 
-def member_limit_rule(m, k, p):
-    """x[m, p] <= limit[m, p]   (down[m] for reg_down, up[m] otherwise; 0 if ask[m] >= v[p])."""
-    return m.x_kw[k, p] <= m.limit[k, p]
+def objective_costs(lay: BiddingLayout, d: SlotData) -> np.ndarray:
+    """Objective coefficients ($ per kW of each column, maximised)::
+
+        offer[p]: h / 1000 v[p]        x[m, p]: -(h / 1000 ask[m, p])        y[p]: h g[p]
+        ch: h g_charge - tie_break     dis: h g_discharge - tie_break        dis_x: h g_export - tie_break
+    """
+    costs = np.zeros(lay.n_cols)
+    per_mw = d.h / KW_PER_MW
+    costs[:3 * lay.n] = -(per_mw * d.ask).ravel()
+    for j, p in enumerate(PRODUCTS):
+        costs[lay.offer[j]] = per_mw * d.value[j]
+        costs[lay.y[j]] = d.h * d.margin[p]
+    costs[lay.ch] = d.h * d.margin["charge"] - _BASELINE_TIE_BREAK
+    costs[lay.dis] = d.h * d.margin["discharge"] - _BASELINE_TIE_BREAK
+    costs[lay.dis_x] = d.h * d.margin["discharge_export"] - _BASELINE_TIE_BREAK
+    return costs
 
 
-def member_up_rule(m, k):
-    """x[m, reg_up] + x[m, spin] <= up[m]   (both need headroom above the member's plan)."""
-    return sum(m.x_kw[k, p] for p in m.UP) <= m.up_kw[k]
+def row_upper(lay: BiddingLayout, d: SlotData) -> np.ndarray:
+    """Every row's upper bound (all rows are ``<=`` but ``offer_def``, an equality at 0)::
+
+        member_limit[m, p] <= limit[m, p]      member_up[m] <= up[m]       charge_from_surplus <= max(O, 0)
+        discharge_into_deficit <= max(-O, 0)   battery_*_power <= P        battery_up_energy <= soc_low eta_d
+        battery_down_energy <= E - soc_high    min_size[p], max_size[p] <= 0
+    """
+    upper = np.zeros(lay.n_rows)
+    upper[:3 * lay.n] = d.limit.ravel()
+    upper[3 * lay.n:4 * lay.n] = d.up_kw
+    upper[lay.charge], upper[lay.discharge] = d.surplus_kw, d.deficit_kw
+    upper[lay.up_power] = upper[lay.down_power] = d.battery_p_kw
+    # as Pyomo evaluated them: minus the energy rows' constant parts, h * 0 and -(eta_c h) * 0
+    upper[lay.up_energy] = d.soc_low * d.eta_d - d.h * 0
+    upper[lay.down_energy] = (d.battery_kwh - d.soc_high) - (-(d.eta_c * d.h) * 0)
+    return upper
 
 
-def offer_def_rule(m, p):
-    """offer[p] = sum_m x[m, p] + y[p]."""
-    return m.offer_kw[p] == sum(m.x_kw[k, p] for k in m.M) + m.y_kw[p]
+def data_entries(lay: BiddingLayout, d: SlotData) -> list[tuple[int, int, float]]:
+    """The matrix entries that are slot data, (row, column, value), rows in order::
+
+        battery_up_energy:   (y[reg_up] + y[spin] + dis + dis_x - ch) h
+        battery_down_energy: (y[reg_down] - dis - dis_x + ch) eta_c h
+        min_size[p]:         min_offer_kw on[p] - offer[p]
+        max_size[p]:         offer[p] - bigM[p] on[p]
+    """
+    ech = d.eta_c * d.h
+    up, down = lay.up_energy, lay.down_energy
+    out = [(up, lay.y[0], d.h), (up, lay.y[2], d.h), (up, lay.dis, d.h), (up, lay.dis_x, d.h), (up, lay.ch, d.h * -1),
+           (down, lay.y[1], ech), (down, lay.dis, -ech), (down, lay.dis_x, -ech), (down, lay.ch, -ech * -1)]
+    out += [(lay.min_size[j], lay.on[j], d.min_offer_kw) for j in range(3)]
+    out += [(lay.max_size[j], lay.on[j], -d.big_m[j]) for j in range(3)]
+    return out
 
 
-def charge_from_surplus_rule(m):
-    """ch <= max(O, 0)   (the battery charges at baseline only from the community's surplus)."""
-    return m.ch_kw <= m.surplus_kw
+def _rows(lay: BiddingLayout, d: SlotData) -> list[list[tuple[int, float]]]:
+    """Every row's entries (column, value), in the order written; ``None`` marks a data entry, given this slot's
+    value from :func:`data_entries` (HiGHS leaves out those that are 0; :func:`update_bidding_highs` sets them
+    when a later slot makes them non-zero)."""
+    n = lay.n
+    rows: list[list[tuple[int, float | None]]] = [[(lay.x(i, j), 1.0)] for i in range(n) for j in range(3)]
+    rows += [[(lay.x(i, 0), 1.0), (lay.x(i, 2), 1.0)] for i in range(n)]
+    rows += [[(lay.offer[j], 1.0)] + [(lay.x(i, j), -1.0) for i in range(n)] + [(lay.y[j], -1.0)] for j in range(3)]
+    rows += [[(lay.ch, 1.0)], [(lay.dis, 1.0)]]
+    rows += [[(lay.y[0], 1.0), (lay.y[2], 1.0), (lay.dis, 1.0), (lay.dis_x, 1.0), (lay.ch, -1.0)]]
+    rows += [[(lay.y[0], None), (lay.y[2], None), (lay.dis, None), (lay.dis_x, None), (lay.ch, None)]]
+    rows += [[(lay.y[1], 1.0), (lay.dis, -1.0), (lay.dis_x, -1.0), (lay.ch, 1.0)]]
+    rows += [[(lay.y[1], None), (lay.dis, None), (lay.dis_x, None), (lay.ch, None)]]
+    rows += [[(lay.on[j], None), (lay.offer[j], -1.0)] for j in range(3)]
+    rows += [[(lay.offer[j], 1.0), (lay.on[j], None)] for j in range(3)]
+    data = {(r, c): v for r, c, v in data_entries(lay, d)}
+    return [[(c, data[r, c] if v is None else v) for c, v in row] for r, row in enumerate(rows)]
 
 
-def discharge_into_deficit_rule(m):
-    """dis <= max(-O, 0)   (what the battery discharges beyond the community's deficit is dis_x, exported)."""
-    return m.dis_kw <= m.deficit_kw
+def build_bidding_highs(lay: BiddingLayout, d: SlotData) -> highspy.Highs:
+    """The bidding MILP in a new HiGHS object, with the first slot's data (maximise :func:`objective_costs`
+    subject to the rows of :func:`row_upper`; x, y, offer, ch, dis, dis_x >= 0; on binary)."""
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    n = lay.n_cols
+    upper = np.full(n, highspy.kHighsInf)
+    upper[lay.on] = 1.0
+    h.addVars(n, np.zeros(n), upper)
+    kinds = np.array([highspy.HighsVarType.kContinuous] * n)
+    kinds[lay.on] = highspy.HighsVarType.kInteger
+    h.changeColsIntegrality(n, np.arange(n), kinds)
+    rows = _rows(lay, d)
+    lower = np.full(lay.n_rows, -highspy.kHighsInf)
+    lower[lay.offer_def] = 0.0
+    starts = np.cumsum([0] + [len(r) for r in rows[:-1]])
+    index = np.array([c for r in rows for c, _ in r], dtype=np.int32)
+    values = np.array([v for r in rows for _, v in r], dtype=np.double)
+    h.addRows(lay.n_rows, lower, row_upper(lay, d), len(values), starts, index, values)
+    h.changeObjectiveOffset(0.0)
+    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    h.changeColsCost(n, np.arange(n), objective_costs(lay, d))
+    return h
 
 
-def _baseline(m):
-    return m.dis_kw + m.dis_x_kw - m.ch_kw
+def update_bidding_highs(h: highspy.Highs, lay: BiddingLayout, d: SlotData) -> None:
+    """Write one slot's data into the kept model: row bounds, data entries, objective."""
+    rows = lay.data_rows
+    h.changeRowsBounds(len(rows), rows, np.full(len(rows), -highspy.kHighsInf), row_upper(lay, d)[rows])
+    for r, c, v in data_entries(lay, d):
+        h.changeCoeff(r, c, v)
+    h.changeColsCost(lay.n_cols, np.arange(lay.n_cols), objective_costs(lay, d))
+    h.changeObjectiveOffset(0.0)
 
 
-def battery_up_power_rule(m):
-    """y[reg_up] + y[spin] + b <= P   (discharge power headroom above the baseline)."""
-    return sum(m.y_kw[p] for p in m.UP) + _baseline(m) <= m.battery_p_kw
+def solve_bidding(h: highspy.Highs, *, context: str) -> list[float]:
+    """Run HiGHS; the optimal column values, or :class:`InfeasibleError` / :class:`SolverError`."""
+    h.run()
+    status = h.getModelStatus()
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible,
+                  highspy.HighsModelStatus.kUnbounded):
+        raise InfeasibleError(f"model 'vpp_ancillary_bidding' ({context}) is {h.modelStatusToString(status)}")
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise SolverError(f"HiGHS stopped on model 'vpp_ancillary_bidding' ({context}) with status "
+                          f"{h.modelStatusToString(status)}")
+    return h.getSolution().col_value
 
 
-def battery_up_energy_rule(m):
-    """(y[reg_up] + y[spin] + b) h <= soc_low eta_d   (full up deployment for the whole slot)."""
-    return (sum(m.y_kw[p] for p in m.UP) + _baseline(m)) * m.h <= m.soc_low * m.eta_d
-
-
-def battery_down_power_rule(m):
-    """y[reg_down] - b <= P   (charge power headroom below the baseline)."""
-    return m.y_kw["reg_down"] - _baseline(m) <= m.battery_p_kw
-
-
-def battery_down_energy_rule(m):
-    """(y[reg_down] - b) h eta_c <= E - soc_high   (full down deployment for the whole slot)."""
-    return (m.y_kw["reg_down"] - _baseline(m)) * m.h * m.eta_c <= m.battery_kwh - m.soc_high
-
-
-def min_size_rule(m, p):
-    """offer[p] >= min_offer_kw * on[p]   (an offer is 0 or at least the minimum size)."""
-    return m.offer_kw[p] >= m.min_offer_kw * m.offer_on[p]
-
-
-def max_size_rule(m, p):
-    """offer[p] <= bigM[p] * on[p]   (bigM = members' limit in p's direction + 2 P_max)."""
-    return m.offer_kw[p] <= m.big_m[p] * m.offer_on[p]
-
-
-def surplus_rule(m):
-    """max sum_p offer[p] v[p] h / 1000 - sum_{m,p} x[m,p] ask[m,p] h / 1000 + sum_p y[p] g[p] h
-    + (ch g_charge + dis g_discharge + dis_x g_export) h - tie_break (ch + dis + dis_x)."""
-    ancillary = sum(m.offer_kw[p] * m.value[p] for p in m.P) / KW_PER_MW * m.h
-    asks = sum(m.x_kw[k, p] * m.ask[k, p] for k in m.M for p in m.P) / KW_PER_MW * m.h
-    battery = sum(m.y_kw[p] * m.margin[p] for p in m.P) * m.h
-    baseline = (m.ch_kw * m.charge_margin + m.dis_kw * m.discharge_margin + m.dis_x_kw * m.export_margin) * m.h
-    return ancillary - asks + battery + baseline - _BASELINE_TIE_BREAK * (m.ch_kw + m.dis_kw + m.dis_x_kw)
-
-
-def extract_bidding(m: pyo.ConcreteModel, inp: BiddingInput) -> BiddingDecision:
-    """Read offers, contributions and capacities from a solved model; apply the offer price rule."""
+def extract_bidding(col_value: Sequence[float], lay: BiddingLayout, members: Sequence[str],
+                    inp: BiddingInput) -> BiddingDecision:
+    """Read offers, contributions and capacities from the solved columns; apply the offer price rule."""
     contributions: dict[str, dict[str, float]] = {p: {} for p in PRODUCTS}
-    for k in m.M:
-        for p in PRODUCTS:
-            kw = float(pyo.value(m.x_kw[k, p]))
-            if kw > 1e-9:
-                contributions[p][k] = kw
-    for p in PRODUCTS:
-        kw = float(pyo.value(m.y_kw[p]))
+    x = np.asarray(col_value[:3 * lay.n]).reshape(lay.n, 3)
+    for i, j in zip(*np.nonzero(x > 1e-9), strict=True):   # member-major, as the columns
+        contributions[PRODUCTS[j]][members[i]] = float(x[i, j])
+    for j, p in enumerate(PRODUCTS):
+        kw = float(col_value[lay.y[j]])
         if kw > 1e-9:
             contributions[p][BATTERY] = kw
-    offers = {p: math.fsum(contributions[p].values()) if pyo.value(m.offer_on[p]) > 0.5 else 0.0
-              for p in PRODUCTS}
+    offers = {p: math.fsum(contributions[p].values()) if col_value[lay.on[j]] > 0.5 else 0.0
+              for j, p in enumerate(PRODUCTS)}
     contributions = {p: (c if offers[p] > 0 else {}) for p, c in contributions.items()}
     g = battery_margin_per_kwh(inp)
-    prices = {p: _offer_price(contributions[p], {f.member: _ask(f, p) for f in inp.members}
+    flex = {f.member: f for f in inp.members}
+    prices = {p: _offer_price(contributions[p], {k: _ask(flex[k], p) for k in contributions[p] if k != BATTERY}
                               | {BATTERY: max(-g[p], 0.0) * KW_PER_MW}, inp.price_forecast_per_mw_h.get(p, 0.0))
               for p in PRODUCTS}
-    b = float(pyo.value(_baseline(m)))
+    b = sum((col_value[lay.dis], col_value[lay.dis_x], -col_value[lay.ch]))
     b = 0.0 if abs(b) < 1e-9 else b
     value = net_value_per_mw_h(inp)
     income = sum(offers[p] * value[p] for p in PRODUCTS) / KW_PER_MW * inp.slot_s / S_PER_H
@@ -394,10 +458,6 @@ def _offer_price(contributions: Mapping[str, float], asks: Mapping[str, float], 
 def _ask(f: MemberFlex, product: str) -> float:
     """Member f's ask for ``product`` in $/MW-h."""
     return (f.down_ask_per_kwh if product == "reg_down" else f.price_per_kwh) * KW_PER_MW
-
-
-def _member_limit(f: MemberFlex, product: str) -> float:
-    return f.down_kw if product == "reg_down" else f.up_kw
 
 
 def _big_m(inp: BiddingInput) -> dict[str, float]:

@@ -12,10 +12,12 @@ then by curtailing PV (export) or deferring flexible load within its window (imp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
+    """A change of a member's caps (tens of thousands a day on a large feeder: a named tuple, cheap to make)."""
+
     prosumer: str
     kind: str            # "cap_export" | "cap_import" | "relax" | "release"
     v_pu: float
@@ -39,15 +41,17 @@ class CorrectiveController:
     def update(self, v_pu: dict[str, float], p_kw: dict[str, float]) -> list[Action]:
         """Update caps from the latest voltages and net injections (+ = export); return what changed."""
         actions = []
+        high, low = self.v_max_pu - self.margin_pu, self.v_min_pu + self.margin_pu
+        calm_low, calm_high = self.v_min_pu + self.release_pu, self.v_max_pu - self.release_pu
         for member, v in v_pu.items():
             p = p_kw.get(member, 0.0)
-            if v > self.v_max_pu - self.margin_pu and p > 0.0:
+            if v > high and p > 0.0:
                 self.export_cap_kw[member] = min(self.export_cap_kw.get(member, p), p) * self.shrink
                 actions.append(self._action(member, "cap_export", v))
-            elif v < self.v_min_pu + self.margin_pu and p < 0.0:
+            elif v < low and p < 0.0:
                 self.import_cap_kw[member] = min(self.import_cap_kw.get(member, -p), -p) * self.shrink
                 actions.append(self._action(member, "cap_import", v))
-            elif self.v_min_pu + self.release_pu <= v <= self.v_max_pu - self.release_pu:
+            elif calm_low <= v <= calm_high:
                 actions.extend(self._relax(member, v))
         return actions
 

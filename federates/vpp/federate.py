@@ -4,6 +4,7 @@ and voltage guard. A thin shell around :class:`federates.vpp.platform.CommunityV
 
 from __future__ import annotations
 
+import gc
 from typing import TypeVar
 
 from federates.common.config import ANCILLARY_MODES
@@ -52,6 +53,8 @@ class VppShell:
         self.required_kw: dict[int, float] = {}   # what the ISO asks of this VPP, per interval
         self.asked_kw: dict[int, float] = {}      # what this VPP asked of its members, per interval
         self.regulation = (0.0, 0.0)
+        # the feeder's own setpoints key (where it applies the community battery), when the wiring declares it
+        self.feeder_setpoints = f"{self.me}/setpoints" in cfg.runtime.publications
 
     def hour(self, time_s: float) -> float:
         return local_hour(self.cfg.runtime.start, time_s)
@@ -165,15 +168,14 @@ class VppShell:
                 # energy others inject for us is delivery we need not make; energy we sell we must deliver
                 credit_kw = result.credit_kwh.get(self.me, 0.0) * 3600.0 / TICK_S
         required = self.required_kw.get(nxt, 0.0)
-        asked = self.vpp.member_target(nxt, required, credit_kw) if required or credit_kw else 0.0
+        asked, setpoints = self.vpp.dispatch_members(nxt, required, credit_kw)
         self.asked_kw[nxt] = asked
-        setpoints = self.vpp.setpoints(nxt, asked)
         self._compensate(nxt, setpoints)
         battery_kw = self._dispatch_battery(nxt)
         for fed, mine in self._by_federate(setpoints).items():
             self.shell.publish(f"{self.me}/setpoints/{fed}", Setpoints(
                 time_s=step.time_s, interval=nxt, setpoints=mine, community_battery_kw=battery_kw), target=nxt)
-        if f"{self.me}/setpoints" in self.shell.pubs:  # the feeder's: where it applies the community battery
+        if self.feeder_setpoints:
             self.shell.publish(f"{self.me}/setpoints", Setpoints(
                 time_s=step.time_s, interval=nxt, setpoints={}, community_battery_kw=battery_kw), target=nxt)
 
@@ -199,23 +201,31 @@ class VppShell:
 
     def _compensate(self, interval: int, setpoints: dict) -> None:
         """Pay members for the energy they are asked to deliver, at their own cost (before revenue sharing)."""
-        hour = self.hour(interval * TICK_S)
-        for member, sp in setpoints.items():
-            if not sp.delta_p_kw:
-                continue
-            kwh = abs(sp.delta_p_kw) * TICK_S / 3600.0
-            amount = kwh * self.vpp.activation_cost(interval, member, sp.delta_p_kw, hour)
+        delta_kw = {member: sp.delta_p_kw for member, sp in setpoints.items() if sp.delta_p_kw}
+        cost = self.vpp.activation_costs(interval, delta_kw, self.hour(interval * TICK_S))
+        rec = self.shell.recorder
+        for member, delta in delta_kw.items():
+            kwh = abs(delta) * TICK_S / 3600.0
+            amount = kwh * cost[member]
             if amount > 0:
-                rec = self.shell.recorder
                 rec.add("ledger", time=interval * TICK_S, participant=self.me, counterparty=member,
                         item="activation_compensation", energy_kwh=kwh, amount=-amount)
                 rec.add("ledger", time=interval * TICK_S, participant=member, counterparty=self.me,
                         item="activation_compensation", energy_kwh=kwh, amount=amount)
 
 
+# Python's cyclic garbage collector: a VPP of a thousand members allocates some 10^4 containers per 5-minute
+# tick (members' plans, flexibility, setpoints, result rows) and almost none of them form cycles; with the
+# default thresholds (700, 10, 10) the collector ran some 3,300 times a simulated day, 1.5 CPU-s of the replayed
+# VPP of the 8500-node feeder (on the critical path; 0.15 CPU-s with these). Set-up objects are frozen out of scans.
+GC_THRESHOLDS = (50_000, 10, 10)
+
+
 def main(config_path: str) -> None:
     cfg: VppFederate = load_federate_config(config_path, VppFederate)
     with Shell(cfg.runtime) as shell:
         vpp = VppShell(cfg, shell)
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         for step in shell.steps(phases_for(cfg.runtime.mode)):
             vpp.step(step)

@@ -65,13 +65,15 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyomo.environ as pyo
 
 from federates.common.errors import ConfigError, SettlementError
-from federates.common.solver import solve
 from federates.vpp.admm import StoppingRule, solve_bilateral_admm
+
+if TYPE_CHECKING:
+    import pyomo.environ as pyo
 
 logger = logging.getLogger(__name__)
 
@@ -682,6 +684,8 @@ def build_bilateral_model(book: BilateralBook) -> pyo.ConcreteModel:
     undifferentiated energy; on pair ``bs`` it pays ``pi_b + w_bs = pi_s + t_bs``: its premium for a preferred
     seller goes, as a higher price, to that seller whenever the seller's energy is scarce.
     """
+    import pyomo.environ as pyo  # here, not at the top: Pyomo takes 0.5 s to load and only this market needs it
+
     m = pyo.ConcreteModel(name="bilateral_p2p")
     m.B = pyo.Set(initialize=range(len(book.buys)))
     m.S = pyo.Set(initialize=range(len(book.sells)))
@@ -719,6 +723,8 @@ class BilateralSolution:
 
 def extract_bilateral(model: pyo.ConcreteModel) -> BilateralSolution:
     """Read trades and balance duals (through the kept constraint handles) from a solved model."""
+    import pyomo.environ as pyo
+
     return BilateralSolution(
         x_kwh=np.array([pyo.value(model.x[p]) for p in model.P]),
         buyer_price_per_kwh=np.array([model.dual[model.buyer_balance[b]] for b in model.B]),
@@ -751,6 +757,8 @@ def _clear_bilateral(market: _Market, costs: TradeCosts, premia: TradePremia) ->
     book = build_bilateral_book(market.orders, costs, market.floor, market.cap, premia)
     if not book.pairs:
         return [], None, {}
+    from federates.common.solver import solve  # with Pyomo (see build_bilateral_model)
+
     solution = extract_bilateral(solve(build_bilateral_model(book), context="p2p bilateral clearing"))
     raw = [solution.buyer_price_per_kwh[b] + book.premium(p) for p, (b, _) in enumerate(book.pairs)]
     trades, clipped = _pair_trades(book, solution.x_kwh, raw)

@@ -17,7 +17,8 @@ top-down cost by the members who gained (:func:`federates.vpp.aggregation.guaran
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from federates.common.config import MarketConfig, VppConfig
 from federates.common.messages import MemberPlan, SetpointMsg
@@ -47,6 +48,21 @@ class Layer1Outcome:
 
 
 @dataclass
+class _Flex:
+    """Members' flexibility for one Layer II slot (:meth:`CommunityVpp.member_flex`) and what is derived from it
+    alone, kept with it: its columns and the price of spare capability offered in Layer III."""
+
+    flex: tuple[MemberFlex, ...]
+    spare_price_per_kwh: float | None = None
+
+    @cached_property
+    def columns(self) -> tuple[list[str], list[float], list[float], frozenset[str]]:
+        """(members, up_kw, down_kw) in the members' order, and the members as a set."""
+        names = [f.member for f in self.flex]
+        return names, [f.up_kw for f in self.flex], [f.down_kw for f in self.flex], frozenset(names)
+
+
+@dataclass
 class CommunityVpp:
     name: str
     members: dict[str, str]                     # member -> hosting prosumer federate (its identity)
@@ -73,7 +89,7 @@ class CommunityVpp:
     decisions: dict[int, BiddingDecision] = field(default_factory=dict)        # L2 slot -> the offer model's
     battery_reserve: dict[int, tuple[float, float]] = field(default_factory=dict)  # L2 slot -> battery up, down
     offer_model: OfferModel | None = None
-    _flex_cache: dict[int, dict[tuple, tuple[MemberFlex, ...]]] = field(default_factory=dict, init=False, repr=False)
+    _flex_cache: dict[int, dict[tuple, _Flex]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.battery is None and self.config.community_battery is not None:
@@ -120,6 +136,9 @@ class CommunityVpp:
         """Members' planned flexibility for ``l2_slot``; with ``hour``, asks from the compensation rule (module
         docstring), else their own price per kWh times the expected deployment. Kept until new plans for the
         slot arrive (:meth:`take_plans`): the real-time steps ask for it several times per interval."""
+        return self._flex(l2_slot, hour).flex
+
+    def _flex(self, l2_slot: int, hour: float | None = None) -> _Flex:
         l1_slot = l2_slot // 2
         if l1_slot not in self._flex_cache:
             for old in [k for k in self._flex_cache if k < l1_slot - 1]:  # slots gone by
@@ -127,21 +146,22 @@ class CommunityVpp:
         cached = self._flex_cache.setdefault(l1_slot, {})
         key = (l2_slot, hour, len(self.plans.get(l1_slot, ())))
         if key not in cached:
-            cached[key] = tuple(self._member_flex(l2_slot, hour))
+            cached[key] = _Flex(tuple(self._member_flex(l2_slot, hour)))
         return cached[key]
 
     def _member_flex(self, l2_slot: int, hour: float | None) -> list[MemberFlex]:
         l1_slot, half = divmod(l2_slot, 2)
+        if hour is not None:
+            export, retail = self.tariff.export_price_at(hour), self.tariff.retail_at(hour)
         out = []
         for m, p in sorted(self.plans.get(l1_slot, {}).items()):
             up_ask = down_ask = p.price_per_kwh
+            planned = p.planned_p_kw[half]
             if hour is not None:
-                up_ask = max(p.price_per_kwh - self.tariff.export_price_at(hour), 0.0)
-                price = self.tariff.export_price_at(hour) if p.planned_p_kw[half] > 0 else self.tariff.retail_at(hour)
-                down_ask = max(price - p.price_per_kwh, 0.0)
-            out.append(MemberFlex(member=m, up_kw=p.up_kw, down_kw=p.down_kw,
-                                  price_per_kwh=up_ask * EXPECTED_DEPLOYMENT, planned_p_kw=p.planned_p_kw[half],
-                                  down_price_per_kwh=down_ask * EXPECTED_DEPLOYMENT))
+                up_ask = max(p.price_per_kwh - export, 0.0)
+                down_ask = max((export if planned > 0 else retail) - p.price_per_kwh, 0.0)
+            out.append(MemberFlex(m, p.up_kw, p.down_kw, up_ask * EXPECTED_DEPLOYMENT, planned,
+                                  down_ask * EXPECTED_DEPLOYMENT))
         return out
 
     def offers(self, l2_slot: int, hour: float) -> tuple[BiddingDecision, float]:
@@ -150,8 +170,8 @@ class CommunityVpp:
         what it cannot give, their Layer I overflow and the community battery. Returns the decision and the
         baseline the VPP declares (members' planned injection + the battery's baseline)."""
         up, down = self.member_capability(l2_slot * 3)
-        flex = [replace(f, up_kw=up.get(f.member, 0.0), down_kw=down.get(f.member, 0.0))
-                for f in self.member_flex(l2_slot, hour)]
+        flex = [MemberFlex(f.member, up.get(f.member, 0.0), down.get(f.member, 0.0), f.price_per_kwh, f.planned_p_kw,
+                           f.down_price_per_kwh) for f in self.member_flex(l2_slot, hour)]
         forecast = self.prices.get(l2_slot - 1) or self.prices.get(l2_slot - 2) or DEFAULT_PRICE_FORECAST
         if self.offer_model is None:
             self.offer_model = OfferModel(sorted(self.members))
@@ -210,15 +230,17 @@ class CommunityVpp:
         (committed reserve plus the rest); a shortfall is bought at up to the penalty per kWh, spare
         capability is sold at the members' opportunity cost (their value of energy above the buy-back rate,
         which is what they are paid for the extra export), weighted by the flexibility each offered."""
-        flex = self.member_flex(interval // 3)
+        flex = self._flex(interval // 3)
         up_cap, down_cap = self.capability(interval)
-        buyback = self.tariff.buyback_price_per_kwh
-        costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw) for f in flex]
-        weight = sum(w for _, w in costs)
-        spare_price = sum(c * w for c, w in costs) / weight if weight > 0 else 0.0
+        if flex.spare_price_per_kwh is None:
+            buyback = self.tariff.buyback_price_per_kwh
+            costs = [(max(f.price_per_kwh / EXPECTED_DEPLOYMENT - buyback, 0.0), f.up_kw + f.down_kw)
+                     for f in flex.flex]
+            weight = sum(w for _, w in costs)
+            flex.spare_price_per_kwh = sum(c * w for c, w in costs) / weight if weight > 0 else 0.0
         return layer3_needs(required, up_cap, down_cap, self.last_drift_kw, period_s=300,
                             penalty_price_per_kwh=penalty_price_per_mw_h / 1000.0 * self.penalty_multiplier,
-                            spare_price_per_kwh=spare_price + SPARE_MARGIN_PER_KWH)
+                            spare_price_per_kwh=flex.spare_price_per_kwh + SPARE_MARGIN_PER_KWH)
 
     def member_capability(self, interval: int) -> tuple[dict[str, float], dict[str, float]]:
         """Up and down kW each member can deliver in ``interval``: what it offered for the slot, limited by
@@ -233,15 +255,16 @@ class CommunityVpp:
                 up[BATTERY] = 0.0
             elif self.voltage_state == "low":
                 down[BATTERY] = 0.0
-        for f in self.member_flex(interval // 3):
-            m, p = f.member, self.last_p_kw.get(f.member, 0.0)
-            cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
-            up[m] = min(f.up_kw, self.headroom_up_kw.get(m, f.up_kw))
-            down[m] = min(f.down_kw, self.headroom_down_kw.get(m, f.down_kw))
-            if cap_e is not None:
-                up[m] = min(up[m], max(cap_e - p, 0.0))
-            if cap_i is not None:
-                down[m] = min(down[m], max(cap_i + p, 0.0))
+        names, offered_up, offered_down, members = self._flex(interval // 3).columns
+        room_up, room_down, last_p = self.headroom_up_kw, self.headroom_down_kw, self.last_p_kw
+        up.update({m: min(u, room_up.get(m, u)) for m, u in zip(names, offered_up, strict=True)})
+        down.update({m: min(d, room_down.get(m, d)) for m, d in zip(names, offered_down, strict=True)})
+        for m, cap in self.guard.export_cap_kw.items():
+            if m in members:
+                up[m] = min(up[m], max(cap - last_p.get(m, 0.0), 0.0))
+        for m, cap in self.guard.import_cap_kw.items():
+            if m in members:
+                down[m] = min(down[m], max(cap + last_p.get(m, 0.0), 0.0))
         return up, down
 
     def capability(self, interval: int) -> tuple[float, float]:
@@ -255,18 +278,32 @@ class CommunityVpp:
     def setpoints(self, interval: int, asked_kw: float) -> dict[str, SetpointMsg]:
         """Members' setpoints: ``asked_kw`` split over the members' offered flexibility (pro rata, never above
         what a member can deliver), plus corrective caps."""
+        return self._setpoints(interval, asked_kw, *self.member_capability(interval))
+
+    def dispatch_members(self, interval: int, required: float,
+                         credit_kw: float) -> tuple[float, dict[str, SetpointMsg]]:
+        """What the VPP asks of its members in ``interval`` (:meth:`member_target`; 0 when nothing is required
+        nor credited) and their :meth:`setpoints`, from one look at what they can deliver."""
         up, down = self.member_capability(interval)
+        asked = 0.0
+        if required or credit_kw:
+            asked = member_target_kw(required, credit_kw, self.last_drift_kw, sum(up.values()), sum(down.values()))
+        return asked, self._setpoints(interval, asked, up, down)
+
+    def _setpoints(self, interval: int, asked_kw: float, up: dict[str, float],
+                   down: dict[str, float]) -> dict[str, SetpointMsg]:
         if asked_kw >= 0:
             share = disaggregate(asked_kw, up)
         else:
             share = {m: -kw for m, kw in disaggregate(-asked_kw, down).items()}
         self.battery_delta_kw[interval] = share.get(BATTERY, 0.0)
+        export_caps, import_caps = self.guard.export_cap_kw, self.guard.import_cap_kw
         out = {}
         for m in self.members:
             delta = share.get(m, 0.0)
-            cap_e, cap_i = self.guard.export_cap_kw.get(m), self.guard.import_cap_kw.get(m)
-            if delta or cap_e is not None or cap_i is not None:
-                out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=cap_e, max_import_kw=cap_i)
+            if delta or m in export_caps or m in import_caps:
+                out[m] = SetpointMsg(delta_p_kw=delta, max_export_kw=export_caps.get(m),
+                                     max_import_kw=import_caps.get(m))
         return out
 
     def battery_baseline(self, interval: int) -> float:
@@ -297,15 +334,27 @@ class CommunityVpp:
         energy worth lambda to it, bought at retail if it planned to import or forgone export credit if it
         planned to export: ``max(price - lambda, 0)``.
         """
-        plan = self.plans.get(interval // 6, {}).get(member)
-        if plan is None:
-            return 0.0
-        lam, export_credit = plan.price_per_kwh, self.tariff.export_price_at(hour)
-        if delta_kw >= 0:
-            return max(lam - export_credit, 0.0)
-        planned_p = plan.planned_p_kw[(interval // 3) % 2]
-        price = export_credit if planned_p > 0 else self.tariff.retail_at(hour)
-        return max(price - lam, 0.0)
+        return self.activation_costs(interval, {member: delta_kw}, hour)[member]
+
+    def activation_costs(self, interval: int, delta_kw: dict[str, float], hour: float) -> dict[str, float]:
+        """:meth:`activation_cost` of each member of ``delta_kw`` (member -> kW asked)."""
+        plans = self.plans.get(interval // 6, {})
+        half = (interval // 3) % 2
+        export_credit = self.tariff.export_price_at(hour)
+        retail = None
+        out = {}
+        for member, delta in delta_kw.items():
+            plan = plans.get(member)
+            if plan is None:
+                out[member] = 0.0
+            elif delta >= 0:
+                out[member] = max(plan.price_per_kwh - export_credit, 0.0)
+            elif plan.planned_p_kw[half] > 0:
+                out[member] = max(export_credit - plan.price_per_kwh, 0.0)
+            else:
+                retail = self.tariff.retail_at(hour) if retail is None else retail
+                out[member] = max(retail - plan.price_per_kwh, 0.0)
+        return out
 
     def observe(self, interval: int, v_pu: dict[str, float], p_kw: dict[str, float], members_p_kw: float,
                 asked_kw: float) -> list[Action]:

@@ -26,3 +26,15 @@ def test_undervoltage_caps_importers():
     g = CorrectiveController()
     g.update({"a": 0.94}, {"a": -8.0})
     assert g.import_cap_kw == {"a": 4.0}
+
+
+def test_between_the_cap_and_release_bands_caps_hold():
+    # limits 0.95 / 1.05: caps at > 1.04 (exporting) or < 0.96 (importing); relax only within [0.97, 1.03]
+    g = CorrectiveController()
+    g.update({"a": 1.045, "b": 0.955}, {"a": 4.0, "b": -4.0})
+    assert g.export_cap_kw == {"a": 2.0} and g.import_cap_kw == {"b": 2.0}
+    assert g.update({"a": 1.035, "b": 0.965}, {"a": 2.0, "b": -2.0}) == []         # neither tighten nor relax
+    assert g.update({"a": 1.04, "b": 0.96}, {"a": 2.0, "b": -2.0}) == []
+    acts = g.update({"a": 1.03, "b": 0.97}, {"a": 2.0, "b": -2.0})
+    assert [(x.prosumer, x.kind) for x in acts] == [("a", "relax"), ("b", "relax")]
+    assert acts[0] == ("a", "relax", 1.03, 2.75, None) and acts[1].max_import_kw == 2.75

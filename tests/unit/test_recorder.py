@@ -18,3 +18,31 @@ def test_book_keeps_matched_energy_and_gate_rejections(tmp_path):
     assert bids.loc["a", "accepted"] and bids.loc["a", "matched_kwh"] == pytest.approx(1.0)
     assert not bids.loc["b", "accepted"] and bids.loc["b", "matched_kwh"] == 0.0
     assert not bids.loc["c", "accepted"] and bids.loc["c", "reason"].startswith("late")
+
+
+def test_rows_are_written_as_csv_dictwriter_writes_them(tmp_path):
+    import csv
+    import io
+
+    from federates.common.tables import TABLES
+
+    rows = [dict(amount=-0.1 + 0.2, energy_kwh=1e-17, item='say "hi", twice', participant="a,b", counterparty="c\nd",
+                 time=300),
+            dict(time=600.5, participant="é", counterparty="", item="x", energy_kwh=float("nan"), amount=None),
+            dict(time=900, participant="t", counterparty="u", item="v", energy_kwh=True, amount=-0.0)]
+    rec = Recorder(tmp_path, "vpp_x")
+    for row in rows[:2]:
+        rec.add("ledger", **row)
+    rec.flush()
+    rec.add("ledger", **rows[2])
+    rec.flush()                                          # appended, one header
+    want = io.StringIO(newline="")
+    writer = csv.DictWriter(want, fieldnames=TABLES["ledger"])
+    writer.writeheader()
+    writer.writerows(rows)
+    got = (tmp_path / "parts" / "vpp_x" / "ledger.csv").read_bytes()
+    assert got == want.getvalue().encode()
+    with pytest.raises(KeyError, match=r"missing \['amount'\], unexpected \['amuont'\]"):
+        rec.add("ledger", **{k: v for k, v in rows[0].items() if k != "amount"}, amuont=1.0)
+    with pytest.raises(KeyError):
+        rec.add("no_such_table", a=1)

@@ -31,6 +31,16 @@ def test_overflow_is_sum_of_planned_injection():
     assert overflow_kw(members) == pytest.approx(-1.5)
 
 
+def test_member_flex_problems_name_every_bad_field():
+    good = MemberFlex("a", 1.0, 2.0, 0.01, -3.0, 0.02)
+    assert good.problems() == [] and MemberFlex("b", 0.0, 0.0, 0.0, 0.0).problems() == []
+    for field, bad in [(f, v) for f in ("up_kw", "down_kw", "price_per_kwh", "down_price_per_kwh")
+                       for v in (-1.0, math.nan, math.inf)] + [("planned_p_kw", v) for v in (math.nan, math.inf,
+                                                                                                -math.inf)]:
+        problems = good._replace(**{field: bad}).problems()
+        assert len(problems) == 1 and field in problems[0], (field, bad)
+
+
 def test_disaggregate_pro_rata_and_capped():
     assert disaggregate(50, {"a": 60, "b": 40}) == pytest.approx({"a": 30.0, "b": 20.0})
     assert disaggregate(500, {"a": 60, "b": 40}) == {"a": 60.0, "b": 40.0}
@@ -134,7 +144,7 @@ def test_persistent_model_matches_a_fresh_one_slot_after_slot():
     rng = np.random.default_rng(5)
     names = [f"m{i}" for i in range(6)]
     model = OfferModel(names)
-    built = model.model
+    built = None
     for _ in range(8):
         members = [MemberFlex(n, float(rng.uniform(0, 30)), float(rng.uniform(0, 30)), float(rng.uniform(0, 0.03)),
                               float(rng.uniform(-10, 10)), float(rng.uniform(0, 0.03)))
@@ -142,7 +152,8 @@ def test_persistent_model_matches_a_fresh_one_slot_after_slot():
         inp = BiddingInput(members, {p: float(rng.uniform(0, 30)) for p in PRODUCTS}, float(rng.choice([0.12, 0.3])),
                            battery_soc_kwh=float(rng.uniform(0, 100)), **TARIFF, **BAT)
         kept, fresh = model.decide(inp), decide_offers(inp)
-        assert model.model is built
+        built = built or model.highs
+        assert model.highs is built
         assert kept.expected_income == pytest.approx(fresh.expected_income, abs=1e-6)
         assert kept.offers_kw == pytest.approx(fresh.offers_kw, abs=1e-6)
 
