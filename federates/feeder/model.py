@@ -255,8 +255,6 @@ class FeederModel:
         self._index_network()
         self._multiplier = 1.0
         self._prosumers: dict[str, int] = {}  # name -> 0-based load index (injectors included once placed)
-        self._p_inj_kw: dict[str, float] = {}
-        self._dirty: set[int] = set()
         self._kvar_dirty = False
         self._needs_flat_start = False
         self.last_converged: FeederState | None = None  # the state of the last solve that converged
@@ -366,6 +364,15 @@ class FeederModel:
         self._orig_vlow: dict[int, str] = {}  # Vlowpu as the master set it, for loads placement changed
         self._band: dict[int, tuple[float, float, float]] = {}  # prosumer: (Vlowpu, Vminpu, Vmaxpu) it was given
         self._load_names = [info.name for info in infos]
+        # per load, in load order: base kW / kvar, prosumer or not, the prosumer's commanded injection (NaN: none
+        # since placement, i.e. its base load), and whether the engine needs it rewritten (see _push_loads)
+        self._kw_base = np.array([info.kw for info in infos], dtype=float)
+        self._kvar_base = np.array([info.kvar for info in infos], dtype=float)
+        self._is_prosumer = np.zeros(len(infos), dtype=bool)
+        self._p_inj = np.full(len(infos), np.nan)
+        self._dirty = np.zeros(len(infos), dtype=bool)
+        self._inj_slots: tuple[tuple, np.ndarray | None] = ((), None)  # set_injections' names -> load indices
+        self._writer = _LoadWriter(d)
 
     def _index_network(self) -> None:
         d = self._dss
@@ -445,7 +452,8 @@ class FeederModel:
         d.Loads.Vmaxpu(PROSUMER_VMAX_PU * scale)
         self._band[k] = (PROSUMER_VLOW_PU * scale, PROSUMER_VMIN_PU * scale, PROSUMER_VMAX_PU * scale)
         self._prosumers[name] = k
-        self._dirty.add(k)
+        self._is_prosumer[k] = True
+        self._dirty[k] = True
         if scale == 1.0:
             return ""
         d.Text.Command(f"? load.{name}.vlowpu")
@@ -475,7 +483,7 @@ class FeederModel:
             )
         if m != self._multiplier:
             self._multiplier = float(m)
-            self._dirty.update(range(len(self._loads)))
+            self._dirty[:] = True
             self._kvar_dirty = True
 
     def set_injections(self, p_kw: Mapping[str, float]) -> None:
@@ -483,7 +491,32 @@ class FeederModel:
 
         Only the given prosumers change; the others keep their last value (initially their base load,
         i.e. -base kW x multiplier).
+
+        The federate passes the same names every step: their load indices are looked up once and the values
+        then checked and stored as one array (the general per-name path handles anything else, and words the
+        errors).
         """
+        names = tuple(p_kw)
+        if names != self._inj_slots[0]:
+            self._inj_slots = (names, self._slots_of(names))
+        idx = self._inj_slots[1]
+        values = _finite_floats(p_kw.values()) if idx is not None else None
+        if values is None:
+            self._set_injections_one_by_one(p_kw)
+            return
+        changed = ~(self._p_inj[idx] == values)  # a prosumer without an injection yet (NaN) always changes
+        self._p_inj[idx[changed]] = values[changed]
+        self._dirty[idx[changed]] = True
+
+    def _slots_of(self, names: tuple) -> np.ndarray | None:
+        """Load indices of prosumer ``names`` (None when one is not a prosumer or two name the same load: the
+        one-by-one path then words the error or applies them in order)."""
+        idx = [self._prosumers.get(name.lower()) if isinstance(name, str) else None for name in names]
+        if None in idx or len(set(idx)) < len(idx):
+            return None
+        return np.array(idx, dtype=np.intp)
+
+    def _set_injections_one_by_one(self, p_kw: Mapping[str, float]) -> None:
         problems = []
         for name, p in p_kw.items():
             key = name.lower()
@@ -496,10 +529,10 @@ class FeederModel:
         if problems:
             raise ConfigError(problems, source="set_injections")
         for name, p in p_kw.items():
-            key = name.lower()
-            if self._p_inj_kw.get(key) != p:
-                self._p_inj_kw[key] = float(p)
-                self._dirty.add(self._prosumers[key])
+            k = self._prosumers[name.lower()]
+            if self._p_inj[k] != p:
+                self._p_inj[k] = float(p)
+                self._dirty[k] = True
 
     def fix_taps(self, taps: Mapping[str, float]) -> None:
         """Fix regulator/transformer taps (per unit, on the controlled winding, default 2) and disable the
@@ -633,21 +666,20 @@ class FeederModel:
 
     # ------------------------------------------------------------------ solving
     def _push_loads(self) -> None:
-        """Write changed loads to the engine; kvar only when the base multiplier changed."""
-        d, m = self._dss, self._multiplier
-        all_kvar = self._kvar_dirty
-        for k in sorted(self._dirty):
-            info = self._loads[k]
-            d.Loads.Idx(k + 1)
-            if info.name in self._prosumers:
-                inj = self._p_inj_kw.get(info.name, -info.kw * m)
-                self._inj_now[k] = inj
-                d.Loads.kW(-inj)
-            elif info.kw != 0.0:
-                d.Loads.kW(info.kw * m)
-            if all_kvar or info.name not in self._prosumers:
-                d.Loads.kvar(info.kvar * m)
-        self._dirty.clear()
+        """Write changed loads to the engine, in load order: a prosumer's kW = -injection (its base load x the
+        multiplier until it has one), an ordinary load's kW = base x multiplier (not for kvar-only loads), and
+        kvar = base x multiplier, for prosumers only when the base multiplier changed."""
+        dirty = np.flatnonzero(self._dirty)
+        if dirty.size:
+            m = self._multiplier
+            pros, base_kw = self._is_prosumer[dirty], self._kw_base[dirty]
+            inj = self._p_inj[dirty]
+            inj = np.where(np.isnan(inj), -base_kw * m, inj)
+            self._inj_now[dirty[pros]] = inj[pros]
+            kw = np.where(pros, -inj, base_kw * m)
+            write_kvar = np.ones_like(pros) if self._kvar_dirty else ~pros
+            self._writer.write(dirty, kw, pros | (base_kw != 0.0), self._kvar_base[dirty] * m, write_kvar)
+        self._dirty[:] = False
         self._kvar_dirty = False
 
     def _attempt(self, *, flat_start: bool) -> tuple[bool, str]:
@@ -875,12 +907,56 @@ class FeederModel:
             d.Loads.Vmaxpu(self._orig_vband[k][1])
             if k in self._orig_vlow:
                 d.Text.Command(f"load.{self._loads[k].name}.vlowpu={self._orig_vlow.pop(k)}")
-            self._dirty.add(k)
+            self._dirty[k] = True
         self._prosumers = {}
         self._band = {}
-        self._p_inj_kw = {}
+        self._is_prosumer[:] = False
+        self._p_inj[:] = np.nan
+        self._inj_slots = ((), None)
         self._inj_now[:] = np.nan
         self._pros_idx = np.zeros(0, dtype=np.intp)
+
+
+class _LoadWriter:
+    """Writes loads' kW and kvar through the classic Loads API (``Loads.kW`` / ``Loads.kvar`` of the load activated
+    by ``Loads.Idx``), each load exactly as those calls would, with the engine's functions bound once and one error
+    check per batch instead of per call.
+
+    Not through a property batch (AltDSS ``batch.kW = ...`` or ``load.x.kW=`` commands): that path ends in an edit
+    that rebuilds the load's admittance, while the Loads API keeps the admittance of the compiled kW (only
+    ``set loadmult`` rebuilds it, see the retry), and the two give different solutions."""
+
+    def __init__(self, d):
+        lib = getattr(d.Loads, "_lib", None)
+        try:
+            self._idx, self._kw, self._kvar = lib.Loads_Set_idx, lib.Loads_Set_kW, lib.Loads_Set_kvar
+            self._check = d.Loads._check_for_error
+        except AttributeError:  # another opendssdirect layout: its checked wrappers, same calls
+            self._idx, self._kw, self._kvar, self._check = d.Loads.Idx, d.Loads.kW, d.Loads.kvar, lambda: None
+
+    def write(self, idx: np.ndarray, kw: np.ndarray, write_kw: np.ndarray, kvar: np.ndarray,
+              write_kvar: np.ndarray) -> None:
+        """For each 0-based load index in ``idx`` (in that order): activate it, set its kW where ``write_kw``, its
+        kvar where ``write_kvar``."""
+        set_idx, set_kw, set_kvar = self._idx, self._kw, self._kvar
+        for k, p, wp, q, wq in zip((idx + 1).tolist(), kw.tolist(), write_kw.tolist(), kvar.tolist(),
+                                   write_kvar.tolist(), strict=True):
+            set_idx(k)
+            if wp:
+                set_kw(p)
+            if wq:
+                set_kvar(q)
+        self._check()
+
+
+def _finite_floats(values) -> np.ndarray | None:
+    """``values`` as a float64 array when every one is a finite Python float, else None (the caller's general path
+    then handles ints, NumPy numbers and wrong values as it always did)."""
+    values = list(values)
+    if set(map(type, values)) - {float}:
+        return None
+    out = np.array(values, dtype=float)
+    return out if np.isfinite(out).all() else None
 
 
 def _shortest_paths(graph: Mapping[str, Sequence[tuple[str, float]]], source: str) -> dict[str, float]:
