@@ -70,12 +70,13 @@ class PerLoad:
         d.Solution.Solve()
 
 
-def engine_loads(model: FeederModel) -> list[tuple[float, float, float]]:
+def engine_loads(model: FeederModel) -> bytes:
+    """kW, kvar and power factor of every load in the engine, as bytes (so that even -0.0 != 0.0)."""
     d, out = model._dss, []
     for k in range(1, d.Loads.Count() + 1):
         d.Loads.Idx(k)
-        out.append((d.Loads.kW(), d.Loads.kvar(), d.Loads.PF()))
-    return out
+        out += [d.Loads.kW(), d.Loads.kvar(), d.Loads.PF()]
+    return np.array(out).tobytes()
 
 
 @pytest.fixture
