@@ -10,7 +10,7 @@ from federates.feeder.model import FeederModel, Violation, _beyond, _padded, _ro
 
 MASTER = (
     "Clear\nNew Circuit.t basekv=0.416 pu=1.0 bus1=src MVAsc3=100 MVAsc1=100\n"
-    "New Capacitor.cap bus1=src phases=3 kvar=10 kV=0.416\n"  # a PD element that is no line: not an overload
+    "New Capacitor.cap bus1=src phases=3 kvar=0.5 kV=0.416\n"  # a PD element that is no line: not an overload
     "New Line.l1 bus1=src bus2=b phases=3 r1=0.05 x1=0.01 r0=0.15 x0=0.03 length=1 units=km normamps=400\n"
     "New Line.l2 bus1=b bus2=c phases=3 r1=0.05 x1=0.01 r0=0.15 x0=0.03 length=0.5 units=km normamps=20\n"
     "New Line.l3 bus1=c.1 bus2=d.1 phases=1 r1=0.2 x1=0.05 r0=0.2 x0=0.05 length=0.3 units=km normamps=5\n"
