@@ -234,7 +234,9 @@ class _WorstPhaseByBus(Mapping):
 
 def _beyond(kind: str, names: list[str], values: np.ndarray, beyond: np.ndarray, limit: float) -> list[Violation]:
     """A ``kind`` violation for each element where ``beyond``, in element order."""
-    ks = np.flatnonzero(beyond)
+    ks = beyond.nonzero()[0]
+    if not len(ks):
+        return []
     return [Violation(kind, names[k], x, limit) for k, x in zip(ks.tolist(), values[ks].tolist(), strict=True)]
 
 
@@ -710,7 +712,7 @@ class FeederModel:
         """Write changed loads to the engine, in load order: a prosumer's kW = -injection (its base load x the
         multiplier until it has one), an ordinary load's kW = base x multiplier (not for kvar-only loads), and
         kvar = base x multiplier, for prosumers only when the base multiplier changed."""
-        dirty = np.flatnonzero(self._dirty)
+        dirty = self._dirty.nonzero()[0]
         if dirty.size:
             m = self._multiplier
             pros, base_kw = self._is_prosumer[dirty], self._kw_base[dirty]
