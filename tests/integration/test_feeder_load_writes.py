@@ -9,12 +9,14 @@ must hold the same kW, kvar and power factor for every load and solve to the sam
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import opendssdirect
 import pytest
 
 from federates.common.errors import ConfigError
-from federates.feeder.model import FeederModel
+from federates.feeder.model import FeederModel, _LoadWriter
 
 MASTER = (
     "Clear\nNew Circuit.t basekv=0.416 pu=1.0 bus1=src MVAsc3=100 MVAsc1=100\n"
@@ -146,3 +148,20 @@ def test_an_engine_error_in_a_batch_is_raised(pair):
     n = len(model.loads())
     with pytest.raises(opendssdirect.dss.DSSException, match="Invalid Load index"):
         model._writer.write(np.array([0, n]), np.ones(2), np.ones(2, bool), np.ones(2), np.ones(2, bool))
+
+
+def test_the_checked_wrappers_write_what_the_bound_functions_write(tmp_path):
+    """Without opendssdirect's internals (``Loads._lib``) the writer falls back to its public checked calls."""
+    master = tmp_path / "Master.dss"
+    master.write_text(MASTER)
+    bound, public = FeederModel(master), FeederModel(master)
+    loads = public._dss.Loads
+    fallback = _LoadWriter(SimpleNamespace(Loads=SimpleNamespace(Idx=loads.Idx, kW=loads.kW, kvar=loads.kvar)))
+    assert fallback._idx == loads.Idx
+    args = (np.array([0, 2, 5]), np.array([1.5, -2.0, 0.0]), np.array([True, True, False]), np.array([0.5, 0.25, 7.0]),
+            np.array([True, False, True]))
+    bound._writer.write(*args)
+    fallback.write(*args)
+    assert engine_loads(bound) == engine_loads(public)
+    with pytest.raises(opendssdirect.dss.DSSException, match="Invalid Load index"):
+        fallback.write(np.array([99]), np.ones(1), np.ones(1, bool), np.ones(1), np.ones(1, bool))
