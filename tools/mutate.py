@@ -106,7 +106,7 @@ MUTANTS: list[Mutant] = [
        "calm_low, calm_high = self.v_min_pu + self.release_pu, self.v_max_pu - self.release_pu",
        "calm_low, calm_high = self.v_min_pu + self.margin_pu, self.v_max_pu - self.margin_pu", VPP),
     _m("recorder_values_in_call_order", "federates/common/recorder.py",
-       "writer.writerows(map(_ROW_VALUES[table], rows))", "writer.writerows(r.values() for r in rows)",
+       "append(_ROW_VALUES[table](row))", "append(tuple(row.values()))",
        ("tests/unit/test_recorder.py",)),
     # ---- ISO market and settlement
     _m("iso_price_half_the_dual", "federates/iso/ancillary_market.py",

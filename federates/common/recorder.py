@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
 
@@ -25,7 +26,7 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob("*.csv"):  # a re-run of the same federation starts its tables afresh
             stale.unlink()
-        self._rows: dict[str, list[dict]] = {}
+        self._rows: dict[str, list[Sequence]] = {}  # per table, rows as values in its declared column order
 
     def add(self, table: str, **row) -> None:
         """Buffer one row; its keys must be exactly the table's declared columns."""
@@ -33,7 +34,17 @@ class Recorder:
             columns = TABLES[table]
             missing, extra = set(columns) - set(row), set(row) - set(columns)
             raise KeyError(f"row for table {table!r}: missing {sorted(missing)}, unexpected {sorted(extra)}")
-        self._rows.setdefault(table, []).append(row)
+        self._rows.setdefault(table, []).append(_ROW_VALUES[table](row))
+
+    def add_rows(self, table: str, rows: list[Sequence]) -> None:
+        """Buffer many rows at once (e.g. one per prosumer and step), each the values of the table's declared
+        columns in their declared order (``TABLES[table]``); written as :meth:`add` writes the same rows."""
+        width = len(TABLES[table])
+        if any(len(r) != width for r in rows):
+            bad = next(r for r in rows if len(r) != width)
+            raise ValueError(f"row for table {table!r} has {len(bad)} values, not one per column {TABLES[table]}: "
+                             f"{bad!r}")
+        self._rows.setdefault(table, []).extend(rows)
 
     def book(self, *, time: float, slot: int, market: str, orders, rejections, matched_kwh) -> None:
         """Record a market's order book: the orders that reached the market (with the energy each matched)
@@ -72,9 +83,9 @@ class Recorder:
                 continue
             path = self.dir / f"{table}.csv"
             new = not path.exists()
-            with path.open("a", newline="") as fh:   # the bytes of csv.DictWriter, without its per-row checks
+            with path.open("a", newline="") as fh:  # the bytes of csv.DictWriter, without its per-row checks
                 writer = csv.writer(fh)
                 if new:
                     writer.writerow(TABLES[table])
-                writer.writerows(map(_ROW_VALUES[table], rows))
+                writer.writerows(rows)
             rows.clear()

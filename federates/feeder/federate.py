@@ -120,9 +120,8 @@ def _record(shell: Shell, feeder: str, state: FeederState, members_p_kw: float, 
                        max_loading_pct=state.max_loading_pct, n_violations=len(state.violations),
                        members_p_kw=members_p_kw, loads_kw=loads_kw, tie_kw=tie_kw, community_battery_kw=battery_kw,
                        message=state.message, v_source_pu=v_source_pu)
-    for load, v in state.v_pu.items():
-        if load in prosumer_of:
-            shell.recorder.add("voltages", time=t, feeder=feeder, prosumer=prosumer_of[load], v_pu=v)
+    shell.recorder.add_rows("voltages", [(t, feeder, prosumer_of[load], v) for load, v in state.v_pu.items()
+                                         if load in prosumer_of])
 
 
 def _flagged(failed: FeederState, last: FeederState | None) -> FeederState:

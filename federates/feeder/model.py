@@ -47,6 +47,11 @@ Robustness
   line-to-ground at 1/sqrt 3 of it), see ``Placement.notes``. ``last_converged`` keeps the last good state.
 - Element powers are read in one call per class through AltDSS batches when the optional ``altdss``
   package is installed (element by element otherwise; same numbers, slower on large feeders).
+- Speed on large feeders (IEEE 8500, ~1,200 prosumers) without changing a digit: injections and the loads to
+  rewrite are arrays; loads are written through the classic Loads API with its functions bound once (not a
+  property batch, which rebuilds load admittances and so solves differently, see ``_LoadWriter``); voltage ranges
+  are taken per phase column; ``FeederState.bus_v_pu`` is worked out only when read. What remains per step is
+  the engine's own work (solve, losses, loadings: ``benchmarks/feeder_step.py`` ``time_bare``).
 - After every successful solve the power balance is checked: feeder-head power == power consumed by all
   PC elements (loads, generators, PV, storage) + series losses, within 0.1 % of the gross power flow.
   A mismatch raises ``PhysicsInvariantError`` when ``strict``, else logs a warning.
@@ -136,7 +141,8 @@ class FeederState:
 
     ``v_pu``: per load, the service voltage of its worst phase (furthest from 1.0 pu).
     ``v_min_pu`` / ``v_max_pu``: lowest / highest phase voltage over all load service points.
-    ``bus_v_pu``: per bus, the worst phase voltage (nodes 1-3). When ``converged`` is False the numbers
+    ``bus_v_pu``: per bus, the worst phase voltage (nodes 1-3), a read-only mapping worked out from the solve's
+    node voltages when first read. When ``converged`` is False the numbers
     are NaN, the dicts empty and ``message`` says why (nothing was solved; ``FeederModel.last_converged``
     keeps the last state that was).
     """
@@ -150,7 +156,7 @@ class FeederState:
     losses_kw: float
     max_loading_pct: float
     violations: list[Violation]
-    bus_v_pu: dict[str, float]
+    bus_v_pu: Mapping[str, float]
     message: str
 
 
@@ -195,6 +201,49 @@ class _LoadTerminal:
 def _furthest_from_one(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per row, whichever of the lowest / highest phase voltage is further from 1.0 pu."""
     return np.where(hi - 1.0 > 1.0 - lo, hi, lo)
+
+
+def _row_range(v: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of node indices ``idx``, the lowest and the highest of ``v`` at them: ``v[idx].min(axis=1)`` and
+    ``.max(axis=1)``, taken column by column (one vectorised pass per phase instead of a reduction per row)."""
+    cols = v[idx.T]
+    return cols.min(axis=0), cols.max(axis=0)
+
+
+class _WorstPhaseByBus(Mapping):
+    """``FeederState.bus_v_pu``: per bus, the phase voltage furthest from 1.0 pu, worked out from the solve's node
+    voltages when first read (the federate never reads it; thousands of buses per step are not free)."""
+
+    def __init__(self, names: list[str], v: np.ndarray, idx: np.ndarray):
+        self._names, self._v, self._idx = names, v, idx
+        self._dict: dict[str, float] | None = None
+
+    def _worked_out(self) -> dict[str, float]:
+        if self._dict is None:
+            lo, hi = _row_range(self._v, self._idx)
+            self._dict = dict(zip(self._names, _furthest_from_one(lo, hi).tolist(), strict=True))
+            self._v = self._idx = None
+        return self._dict
+
+    def __getitem__(self, bus: str) -> float:
+        return self._worked_out()[bus]
+
+    def __iter__(self):
+        return iter(self._worked_out())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(self._worked_out())
+
+
+def _beyond(kind: str, names: list[str], values: np.ndarray, beyond: np.ndarray, limit: float) -> list[Violation]:
+    """A ``kind`` violation for each element where ``beyond``, in element order."""
+    ks = beyond.nonzero()[0]
+    if not len(ks):
+        return []
+    return [Violation(kind, names[k], x, limit) for k, x in zip(ks.tolist(), values[ks].tolist(), strict=True)]
 
 
 def _padded(rows: Sequence[Sequence[int]]) -> np.ndarray:
@@ -255,8 +304,6 @@ class FeederModel:
         self._index_network()
         self._multiplier = 1.0
         self._prosumers: dict[str, int] = {}  # name -> 0-based load index (injectors included once placed)
-        self._p_inj_kw: dict[str, float] = {}
-        self._dirty: set[int] = set()
         self._kvar_dirty = False
         self._needs_flat_start = False
         self.last_converged: FeederState | None = None  # the state of the last solve that converged
@@ -366,6 +413,15 @@ class FeederModel:
         self._orig_vlow: dict[int, str] = {}  # Vlowpu as the master set it, for loads placement changed
         self._band: dict[int, tuple[float, float, float]] = {}  # prosumer: (Vlowpu, Vminpu, Vmaxpu) it was given
         self._load_names = [info.name for info in infos]
+        # per load, in load order: base kW / kvar, prosumer or not, the prosumer's commanded injection (NaN: none
+        # since placement, i.e. its base load), and whether the engine needs it rewritten (see _push_loads)
+        self._kw_base = np.array([info.kw for info in infos], dtype=float)
+        self._kvar_base = np.array([info.kvar for info in infos], dtype=float)
+        self._is_prosumer = np.zeros(len(infos), dtype=bool)
+        self._p_inj = np.full(len(infos), np.nan)
+        self._dirty = np.zeros(len(infos), dtype=bool)
+        self._inj_slots: tuple[tuple, np.ndarray | None] = ((), None)  # set_injections' names -> load indices
+        self._writer = _LoadWriter(d)
 
     def _index_network(self) -> None:
         d = self._dss
@@ -384,7 +440,7 @@ class FeederModel:
         self._bus_idx = _padded(list(bus_rows.values()))
         pd_names = [n.lower() for n in d.PDElements.AllNames()]
         self._pd_mask = np.array([n.startswith(("line.", "transformer.")) for n in pd_names], dtype=bool)
-        self._pd_names = np.array(pd_names, dtype=object)
+        self._line_names = [n for n, line in zip(pd_names, self._pd_mask.tolist(), strict=True) if line]
         self._other_pc = [getattr(d, c) for c in _PC_CLASSES if getattr(d, c).Count() > 0]
         self._load_p = np.zeros(len(self._loads))
         self._inj_now = np.full(len(self._loads), np.nan)
@@ -445,7 +501,8 @@ class FeederModel:
         d.Loads.Vmaxpu(PROSUMER_VMAX_PU * scale)
         self._band[k] = (PROSUMER_VLOW_PU * scale, PROSUMER_VMIN_PU * scale, PROSUMER_VMAX_PU * scale)
         self._prosumers[name] = k
-        self._dirty.add(k)
+        self._is_prosumer[k] = True
+        self._dirty[k] = True
         if scale == 1.0:
             return ""
         d.Text.Command(f"? load.{name}.vlowpu")
@@ -475,7 +532,7 @@ class FeederModel:
             )
         if m != self._multiplier:
             self._multiplier = float(m)
-            self._dirty.update(range(len(self._loads)))
+            self._dirty[:] = True
             self._kvar_dirty = True
 
     def set_injections(self, p_kw: Mapping[str, float]) -> None:
@@ -483,7 +540,32 @@ class FeederModel:
 
         Only the given prosumers change; the others keep their last value (initially their base load,
         i.e. -base kW x multiplier).
+
+        The federate passes the same names every step: their load indices are looked up once and the values
+        then checked and stored as one array (the general per-name path handles anything else, and words the
+        errors).
         """
+        names = tuple(p_kw)
+        if names != self._inj_slots[0]:
+            self._inj_slots = (names, self._slots_of(names))
+        idx = self._inj_slots[1]
+        values = _finite_floats(p_kw.values()) if idx is not None else None
+        if values is None:
+            self._set_injections_one_by_one(p_kw)
+            return
+        changed = ~(self._p_inj[idx] == values)  # a prosumer without an injection yet (NaN) always changes
+        self._p_inj[idx[changed]] = values[changed]
+        self._dirty[idx[changed]] = True
+
+    def _slots_of(self, names: tuple) -> np.ndarray | None:
+        """Load indices of prosumer ``names`` (None when one is not a prosumer or two name the same load: the
+        one-by-one path then words the error or applies them in order)."""
+        idx = [self._prosumers.get(name.lower()) if isinstance(name, str) else None for name in names]
+        if None in idx or len(set(idx)) < len(idx):
+            return None
+        return np.array(idx, dtype=np.intp)
+
+    def _set_injections_one_by_one(self, p_kw: Mapping[str, float]) -> None:
         problems = []
         for name, p in p_kw.items():
             key = name.lower()
@@ -496,10 +578,10 @@ class FeederModel:
         if problems:
             raise ConfigError(problems, source="set_injections")
         for name, p in p_kw.items():
-            key = name.lower()
-            if self._p_inj_kw.get(key) != p:
-                self._p_inj_kw[key] = float(p)
-                self._dirty.add(self._prosumers[key])
+            k = self._prosumers[name.lower()]
+            if self._p_inj[k] != p:
+                self._p_inj[k] = float(p)
+                self._dirty[k] = True
 
     def fix_taps(self, taps: Mapping[str, float]) -> None:
         """Fix regulator/transformer taps (per unit, on the controlled winding, default 2) and disable the
@@ -633,21 +715,20 @@ class FeederModel:
 
     # ------------------------------------------------------------------ solving
     def _push_loads(self) -> None:
-        """Write changed loads to the engine; kvar only when the base multiplier changed."""
-        d, m = self._dss, self._multiplier
-        all_kvar = self._kvar_dirty
-        for k in sorted(self._dirty):
-            info = self._loads[k]
-            d.Loads.Idx(k + 1)
-            if info.name in self._prosumers:
-                inj = self._p_inj_kw.get(info.name, -info.kw * m)
-                self._inj_now[k] = inj
-                d.Loads.kW(-inj)
-            elif info.kw != 0.0:
-                d.Loads.kW(info.kw * m)
-            if all_kvar or info.name not in self._prosumers:
-                d.Loads.kvar(info.kvar * m)
-        self._dirty.clear()
+        """Write changed loads to the engine, in load order: a prosumer's kW = -injection (its base load x the
+        multiplier until it has one), an ordinary load's kW = base x multiplier (not for kvar-only loads), and
+        kvar = base x multiplier, for prosumers only when the base multiplier changed."""
+        dirty = self._dirty.nonzero()[0]
+        if dirty.size:
+            m = self._multiplier
+            pros, base_kw = self._is_prosumer[dirty], self._kw_base[dirty]
+            inj = self._p_inj[dirty]
+            inj = np.where(np.isnan(inj), -base_kw * m, inj)
+            self._inj_now[dirty[pros]] = inj[pros]
+            kw = np.where(pros, -inj, base_kw * m)
+            write_kvar = np.ones_like(pros) if self._kvar_dirty else ~pros
+            self._writer.write(dirty, kw, pros | (base_kw != 0.0), self._kvar_base[dirty] * m, write_kvar)
+        self._dirty[:] = False
         self._kvar_dirty = False
 
     def _attempt(self, *, flat_start: bool) -> tuple[bool, str]:
@@ -755,11 +836,8 @@ class FeederModel:
         losses_kw = d.Circuit.Losses()[0] / 1000.0
         pct = np.asarray(d.PDElements.AllPctNorm())[self._pd_mask]
         # Service points are the load nodes; a feeder without loads reports its bus voltage range.
-        load_v = v[self._load_idx] if len(self._loads) else v[self._bus_idx]
-        lo, hi = load_v.min(axis=1), load_v.max(axis=1)
+        lo, hi = _row_range(v, self._load_idx if len(self._loads) else self._bus_idx)
         n_loads = len(self._loads)
-        bus_v = v[self._bus_idx]
-        bus_lo, bus_hi = bus_v.min(axis=1), bus_v.max(axis=1)
         return FeederState(
             converged=True,
             v_pu=dict(zip(self._load_names, _furthest_from_one(lo, hi)[:n_loads].tolist(), strict=True)),
@@ -770,24 +848,15 @@ class FeederModel:
             losses_kw=float(losses_kw),
             max_loading_pct=float(pct.max(initial=0.0)),
             violations=self._violations(lo[:n_loads], hi[:n_loads], pct),
-            bus_v_pu=dict(zip(self._bus_names, _furthest_from_one(bus_lo, bus_hi).tolist(), strict=True)),
+            bus_v_pu=_WorstPhaseByBus(self._bus_names, v, self._bus_idx),
             message=message,
         )
 
     def _violations(self, lo: np.ndarray, hi: np.ndarray, pct: np.ndarray) -> list[Violation]:
         """Voltage violations per load (its worst phase on each side), overloads per line/transformer."""
-        out = []
-        if hi.max(initial=0.0) > self.v_max_pu:
-            for k in np.flatnonzero(hi > self.v_max_pu):
-                out.append(Violation("overvoltage", self._load_names[k], float(hi[k]), self.v_max_pu))
-        if lo.min(initial=np.inf) < self.v_min_pu:
-            for k in np.flatnonzero(lo < self.v_min_pu):
-                out.append(Violation("undervoltage", self._load_names[k], float(lo[k]), self.v_min_pu))
-        if pct.max(initial=0.0) > 100.0:
-            names = self._pd_names[self._pd_mask]
-            for k in np.flatnonzero(pct > 100.0):
-                out.append(Violation("overload", names[k], float(pct[k]), 100.0))
-        return out
+        return (_beyond("overvoltage", self._load_names, hi, hi > self.v_max_pu, self.v_max_pu)
+                + _beyond("undervoltage", self._load_names, lo, lo < self.v_min_pu, self.v_min_pu)
+                + _beyond("overload", self._line_names, pct, pct > 100.0, 100.0))
 
     def load_power_kw(self) -> dict[str, float]:
         """Active power drawn by each load in the last solve (kW; a prosumer's is minus its injection)."""
@@ -875,12 +944,56 @@ class FeederModel:
             d.Loads.Vmaxpu(self._orig_vband[k][1])
             if k in self._orig_vlow:
                 d.Text.Command(f"load.{self._loads[k].name}.vlowpu={self._orig_vlow.pop(k)}")
-            self._dirty.add(k)
+            self._dirty[k] = True
         self._prosumers = {}
         self._band = {}
-        self._p_inj_kw = {}
+        self._is_prosumer[:] = False
+        self._p_inj[:] = np.nan
+        self._inj_slots = ((), None)
         self._inj_now[:] = np.nan
         self._pros_idx = np.zeros(0, dtype=np.intp)
+
+
+class _LoadWriter:
+    """Writes loads' kW and kvar through the classic Loads API (``Loads.kW`` / ``Loads.kvar`` of the load activated
+    by ``Loads.Idx``), each load exactly as those calls would, with the engine's functions bound once and one error
+    check per batch instead of per call.
+
+    Not through a property batch (AltDSS ``batch.kW = ...`` or ``load.x.kW=`` commands): that path ends in an edit
+    that rebuilds the load's admittance, while the Loads API keeps the admittance of the compiled kW (only
+    ``set loadmult`` rebuilds it, see the retry), and the two give different solutions."""
+
+    def __init__(self, d):
+        lib = getattr(d.Loads, "_lib", None)
+        try:
+            self._idx, self._kw, self._kvar = lib.Loads_Set_idx, lib.Loads_Set_kW, lib.Loads_Set_kvar
+            self._check = d.Loads._check_for_error
+        except AttributeError:  # another opendssdirect layout: its checked wrappers, same calls
+            self._idx, self._kw, self._kvar, self._check = d.Loads.Idx, d.Loads.kW, d.Loads.kvar, lambda: None
+
+    def write(self, idx: np.ndarray, kw: np.ndarray, write_kw: np.ndarray, kvar: np.ndarray,
+              write_kvar: np.ndarray) -> None:
+        """For each 0-based load index in ``idx`` (in that order): activate it, set its kW where ``write_kw``, its
+        kvar where ``write_kvar``."""
+        set_idx, set_kw, set_kvar = self._idx, self._kw, self._kvar
+        for k, p, wp, q, wq in zip((idx + 1).tolist(), kw.tolist(), write_kw.tolist(), kvar.tolist(),
+                                   write_kvar.tolist(), strict=True):
+            set_idx(k)
+            if wp:
+                set_kw(p)
+            if wq:
+                set_kvar(q)
+        self._check()
+
+
+def _finite_floats(values) -> np.ndarray | None:
+    """``values`` as a float64 array when every one is a finite Python float, else None (the caller's general path
+    then handles ints, NumPy numbers and wrong values as it always did)."""
+    values = list(values)
+    if set(map(type, values)) - {float}:
+        return None
+    out = np.array(values, dtype=float)
+    return out if np.isfinite(out).all() else None
 
 
 def _shortest_paths(graph: Mapping[str, Sequence[tuple[str, float]]], source: str) -> dict[str, float]:

@@ -11,7 +11,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from federates.common.errors import HarmonyError

@@ -1,7 +1,11 @@
+import csv
+import io
+
 import pandas as pd
 import pytest
 
 from federates.common.recorder import Recorder
+from federates.common.tables import TABLES
 from federates.vpp.p2p_market import Order, Submission, screen_orders
 
 
@@ -46,3 +50,29 @@ def test_rows_are_written_as_csv_dictwriter_writes_them(tmp_path):
         rec.add("ledger", **{k: v for k, v in rows[0].items() if k != "amount"}, amuont=1.0)
     with pytest.raises(KeyError):
         rec.add("no_such_table", a=1)
+
+def test_rows_are_written_as_dictwriter_wrote_them(tmp_path):
+    """add() and add_rows() write the bytes csv.DictWriter wrote for the same rows (header, quoting, floats, None)."""
+    rows = [dict(time=0, feeder="f", prosumer="p1", v_pu=1.0408303045876373),
+            dict(time=300.0, feeder='a "quoted", name', prosumer="p\n2", v_pu=None),
+            dict(v_pu=True, prosumer="p3", time=600, feeder="f")]  # keywords in another order
+    want = io.StringIO(newline="")
+    writer = csv.DictWriter(want, fieldnames=TABLES["voltages"])
+    writer.writeheader()
+    writer.writerows(rows * 2)
+    rec = Recorder(tmp_path, "feeder_x")
+    rec.add("voltages", **rows[0])
+    rec.add_rows("voltages", [tuple(r[c] for c in TABLES["voltages"]) for r in rows[1:]])
+    rec.flush()
+    rec.add_rows("voltages", [[r[c] for c in TABLES["voltages"]] for r in rows[:2]])
+    rec.add("voltages", **rows[2])
+    rec.flush()
+    assert (tmp_path / "parts" / "feeder_x" / "voltages.csv").read_bytes() == want.getvalue().encode()
+
+
+def test_add_rows_refuses_a_row_of_another_width(tmp_path):
+    rec = Recorder(tmp_path, "feeder_x")
+    with pytest.raises(ValueError, match="has 3 values, not one per column"):
+        rec.add_rows("voltages", [(0, "f", "p1", 1.0), (0, "f", "p2")])
+    with pytest.raises(KeyError, match="missing"):
+        rec.add("voltages", time=0, feeder="f", prosumer="p1")
