@@ -38,7 +38,8 @@ def same_outputs(recorded: Path, scratch: Path) -> list[str]:
     ours.pop("wall_s", None)
     theirs.pop("wall_s", None)
     if ours != theirs:
-        bad.append("kpis.json: " + ", ".join(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)))
+        keys = sorted(set(ours) | set(theirs))
+        bad.append("kpis.json: " + ", ".join(k for k in keys if ours.get(k) != theirs.get(k)))
     return bad
 
 

@@ -88,6 +88,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from federates.common.config import P2P_MODES, Scenario
 from federates.common.tables import TABLES
@@ -99,6 +101,7 @@ from runner.storage import (
     stored_energy,
     stored_energy_prices,
 )
+from runner.table_io import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +110,31 @@ TICK_H = 300 / 3600
 
 def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Merge ``parts/*/<table>.csv`` into ``results/<table>.csv`` (sorted by time) and return the frames."""
-    run_dir = Path(run_dir)
-    out = run_dir / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    frames = merged_parts(run_dir)
+    write_tables(run_dir, frames)
+    return frames
+
+
+def merged_parts(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every declared table: its parts (``parts/*/<table>.csv``) concatenated in the order of their folders'
+    names, stably sorted by time; the declared columns without rows when no part has any."""
     frames = {}
     for table, columns in TABLES.items():
-        parts = [pd.read_csv(p) for p in sorted((run_dir / "parts").glob(f"*/{table}.csv"))]
+        parts = [pd.read_csv(p) for p in sorted((Path(run_dir) / "parts").glob(f"*/{table}.csv"))]
         parts = [p for p in parts if len(p)]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
         if len(df) and "time" in df:
             df = df.sort_values("time", kind="stable").reset_index(drop=True)
-        df.to_csv(out / f"{table}.csv", index=False)
         frames[table] = df
     return frames
+
+
+def write_tables(run_dir: Path, frames: dict[str, pd.DataFrame]) -> None:
+    """Each frame as ``results/<table>.csv`` (:func:`runner.table_io.write_csv`: ``to_csv``'s bytes)."""
+    out = Path(run_dir) / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    for table, df in frames.items():
+        write_csv(df, out / f"{table}.csv")
 
 
 # ---- locally produced energy consumed --------------------------------------------------------------------------
@@ -373,21 +388,26 @@ def community_battery_kpis(cb: pd.DataFrame | None) -> dict:
 def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> dict:
     """Collect, settle, check and write the KPIs of a run folder."""
     run_dir = Path(run_dir)
-    frames = collect(run_dir)
+    frames = merged_parts(run_dir)
+    write_tables(run_dir, {t: df for t, df in frames.items() if t != "ledger"})  # the ledger once it is settled
     steps = frames["prosumer_steps"]
     members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
     with_vpp = sc.mode in P2P_MODES
     fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
     tariff = sc.tariff_for_mode()
-    eta = efficiencies(run_dir, steps) if len(steps) else None
-    ledger = led.build_ledger(frames, tariff, sc.start, fees, members, eta=eta)
-    ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)
+    try:
+        eta = efficiencies(run_dir, steps) if len(steps) else None
+        ledger = led.build_ledger(frames, tariff, sc.start, fees, members, eta=eta)
+    except Exception:
+        write_tables(run_dir, {"ledger": frames["ledger"]})  # the recorded entries, as collect leaves them
+        raise
+    write_csv(ledger, run_dir / "results" / "ledger.csv")
     bat = batteries(steps, eta) if len(steps) else pd.DataFrame()
     prices = stored_energy_prices(tariff, sc.start, steps["time"]) if len(steps) else (0.0, 0.0)
     community = community_battery_stored_value(frames["community_battery"], steps, members, prices) \
         if len(steps) else None
     per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices, community)
-    per_prosumer.to_csv(run_dir / "results" / "prosumer_kpis.csv", index=False)
+    write_csv(per_prosumer, run_dir / "results" / "prosumer_kpis.csv")
     community = community_figures(steps, bat) if len(steps) else \
         pd.DataFrame(columns=["pv_kwh", "demand_kwh", "local_supply_kwh", "pv_used_kwh"])
     figures = kpis(frames, ledger, per_prosumer, community)
@@ -405,7 +425,8 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
     led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
               tol=1e-3)
-    write_parquet(run_dir, sc.start, sc.location.timezone)
+    write_parquet(run_dir, sc.start, sc.location.timezone,
+                  frames={**frames, "ledger": ledger, "prosumer_kpis": per_prosumer})
     write_kpis(run_dir, figures)
     return figures
 
@@ -437,17 +458,52 @@ def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     return df
 
 
-def write_parquet(run_dir: Path, start, timezone: str) -> None:
+def write_parquet(run_dir: Path, start, timezone: str, frames: dict[str, pd.DataFrame] | None = None) -> None:
     """Every ``results/<table>.csv`` also as ``results/<table>.parquet``: typed columns, ``time`` renamed
-    ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it."""
+    ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it.
+
+    The table is what the CSV reads back as; ``frames`` (the tables as just written to CSV) saves reading it
+    when that is the frame itself (:func:`reads_back_as_itself`)."""
     origin = pd.Timestamp(start).tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
+    frames = frames or {}
     for csv in sorted((Path(run_dir) / "results").glob("*.csv")):
-        df = typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]), csv.stem)
+        df = frames.get(csv.stem)
+        if df is not None and reads_back_as_itself(df):
+            df = df.copy(deep=False)
+        else:
+            df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        df = typed_table(df, csv.stem)
         if "time" in df.columns:
             df = df.rename(columns={"time": "time_s"})
             at = df.columns.get_loc("time_s") + 1
             df.insert(at, "timestamp", origin + pd.to_timedelta(df["time_s"].astype(float), unit="s"))
         df.to_parquet(csv.with_suffix(".parquet"), index=False)
+
+
+# what pandas' CSV reader could take for a number, a boolean or a missing value (a superset: anything else is text)
+_NOT_TEXT = r"(?i)^\s*[+-]?(inf|infinity|nan|true|false|[0-9._e+\- ]*)\s*$"
+
+
+def reads_back_as_itself(df: pd.DataFrame) -> bool:
+    """Whether ``pd.read_csv(<df written by write_csv>, keep_default_na=False, na_values=[""])`` gives ``df``
+    again, types and values: rows; columns of int64, bool, float64 (its shortest repr reads back exactly) or text
+    (``str``: with a value that cannot be read as anything else, none holding a carriage return, which the csv
+    module does not quote). Otherwise the CSV is read back."""
+    if not len(df) or not df.columns.is_unique:
+        return False
+    for name in df.columns:
+        col = df[name]
+        if isinstance(col.dtype, pd.StringDtype):
+            text = pa.array(col.array, type=pa.large_string())
+            if pc.any(pc.match_substring(text, "\r")).as_py():
+                return False
+            head = text.drop_null()[:100]
+            if pc.all(pc.match_substring_regex(head, _NOT_TEXT)).as_py() is not False and \
+                    pc.all(pc.match_substring_regex(text.drop_null(), _NOT_TEXT)).as_py() is not False:
+                return False
+        elif col.dtype not in (np.int64, np.float64, np.bool_):
+            return False
+    return True
 
 
 def write_kpis(run_dir: Path, figures: dict) -> Path:
