@@ -139,8 +139,18 @@ def write_tables(run_dir: Path, frames: dict[str, pd.DataFrame]) -> None:
 
 # ---- locally produced energy consumed --------------------------------------------------------------------------
 def wide(steps: pd.DataFrame, column: str) -> pd.DataFrame:
-    """``column`` of prosumer_steps as a (time x prosumer) table, prosumers sorted, missing values 0."""
-    return steps.pivot(index="time", columns="prosumer", values=column).sort_index().fillna(0.0)
+    """``column`` of prosumer_steps as a (time x prosumer) table, prosumers sorted, missing values 0: the
+    ``pivot`` of ``column`` (for a float column, its values placed directly, what ``pivot`` gives)."""
+    values = steps[column]
+    t_code, times = pd.factorize(steps["time"], sort=True)
+    p_code, names = pd.factorize(steps["prosumer"], sort=True)
+    cell = t_code * len(names) + p_code
+    if values.dtype != np.float64 or not len(cell) or min(t_code.min(), p_code.min()) < 0 \
+            or np.bincount(cell).max() > 1:  # not a float, a missing key or a duplicate: pivot says what it does
+        return steps.pivot(index="time", columns="prosumer", values=column).sort_index().fillna(0.0)
+    out = np.full((len(times), len(names)), np.nan)
+    out[t_code, p_code] = values.to_numpy()
+    return pd.DataFrame(out, index=pd.Index(times, name="time"), columns=pd.Index(names, name="prosumer")).fillna(0.0)
 
 
 RUN, BEFORE, OUTSIDE = 0, 1, 2  # origins of energy: produced locally in the run, locally before it, outside
@@ -183,8 +193,11 @@ def local_consumption(production_kw, demand_kw, battery_kw, group, start_kwh, et
     stored = np.column_stack([np.zeros(n), start * before, start * (1.0 - before)])
     eta_c, eta_d = np.asarray(eta_charge, dtype=float) * np.ones(n), np.asarray(eta_discharge) * np.ones(n)
     consumed, charged = np.zeros((n_groups, 3)), np.zeros((n, 3))
+    alone = n_groups == n and bool(np.all(group == np.arange(n)))  # every unit its own boundary
 
     def per_group(x: np.ndarray) -> np.ndarray:
+        if alone:  # what bincount adds up for a boundary of one: its own value, added to 0.0
+            return x + 0.0
         return np.stack([np.bincount(group, weights=x[:, k], minlength=n_groups) for k in range(x.shape[1])], 1)
 
     def col(x: np.ndarray) -> np.ndarray:
@@ -447,7 +460,9 @@ def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     float."""
     text = _TEXT_COLUMNS | _TEXT_IN_TABLE.get(table, set())
     for col in df.columns:
-        if col in text:
+        if col in text and df[col].dtype == "str":  # as below, without a detour through Python objects
+            df[col] = df[col].fillna("")
+        elif col in text:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
         elif col in _BOOL_COLUMNS:
             df[col] = df[col].astype(str).str.lower().isin(("true", "1", "1.0"))

@@ -126,21 +126,54 @@ def float_cells(x: np.ndarray) -> pa.Array:
     x = np.ascontiguousarray(x, dtype=np.float64)
     size = np.abs(x)
     integral = (x == np.trunc(x)) & (size < 1e16) & ~((x == 0) & np.signbit(x))  # NaN, inf: False
-    in_fixed = ~integral & (size >= 1e-4) & (size < 1e16)  # where repr writes fixed notation; NaN: False
-    at_fixed = np.flatnonzero(in_fixed)
-    fixed = pc.cast(pa.array(x[at_fixed]), _LARGE)  # the shortest round-trip digits
-    sci = pc.match_substring(fixed, "e").to_numpy(zero_copy_only=False)  # Arrow's notation is not repr's
-    if sci.any():
-        in_fixed[at_fixed[sci]] = False
-        fixed, at_fixed = fixed.filter(pa.array(~sci)), at_fixed[~sci]
-    at_int = np.flatnonzero(integral)
-    ints = pc.binary_join_element_wise(pc.cast(pa.array(x[at_int].astype(np.int64)), _LARGE), _text(".0"),
-                                       _text(""))
-    at_other = np.flatnonzero(~integral & ~in_fixed)
-    other = pa.array(["" if v != v else repr(v) for v in x[at_other].tolist()], type=_LARGE)
-    where = np.empty(len(x), dtype=np.int64)  # position of each value's text in fixed + ints + other
-    where[np.concatenate([at_fixed, at_int, at_other])] = np.arange(len(x))
-    return pa.concat_arrays([fixed, ints, other]).take(pa.array(where))
+    fixed = ~integral & (size >= 1e-4) & (size < 1e16)  # where repr writes fixed notation; NaN: False
+    sci = ~integral & ~fixed & (size > 0) & (size < np.inf)  # where repr writes d.ddde-XX or d.ddde+XX
+    pieces = [(np.flatnonzero(integral), lambda v: pc.binary_join_element_wise(
+                  pc.cast(pa.array(v.astype(np.int64)), _LARGE), _text(".0"), _text(""))),
+              (np.flatnonzero(fixed), lambda v: _checked(_shortest(v), _FIXED)),
+              (np.flatnonzero(sci), lambda v: _checked(_scientific(_shortest(v)), _SCIENTIFIC)),
+              (np.flatnonzero(np.isnan(x)), lambda v: _repeat("", len(v))),
+              (np.flatnonzero((x == 0) & np.signbit(x)), lambda v: _repeat("-0.0", len(v)))]
+    at, texts = [], []
+    for where, text in pieces:
+        at.append(where)
+        texts.append(text(x[where]))
+    left = np.ones(len(x), dtype=bool)  # inf, and what Arrow did not write as repr does: repr itself
+    for where, text in zip(at, texts, strict=True):
+        left[where[pc.is_valid(text).to_numpy(zero_copy_only=False)]] = False
+    at.append(np.flatnonzero(left))
+    texts = [t.drop_null() for t in texts] + [pa.array([repr(v) for v in x[at[-1]].tolist()], type=_LARGE)]
+    at = [where[~left[where]] for where in at[:-1]] + [at[-1]]
+    order = np.empty(len(x), dtype=np.int64)  # position of each value's text in the concatenated pieces
+    order[np.concatenate(at)] = np.arange(len(x))
+    return pa.concat_arrays(texts).take(pa.array(order))
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    return pa.nulls(n, _LARGE).fill_null(_text(text))
+
+
+_FIXED = r"^-?\d+\.\d+$"
+_SCIENTIFIC = r"^-?[1-9](\.\d*[1-9])?e[+-]\d\d\d?$"
+
+
+def _shortest(x: np.ndarray) -> pa.Array:
+    """The shortest digits that read back as ``x`` (as repr's), in Arrow's notation."""
+    return pc.cast(pa.array(x), _LARGE)
+
+
+def _scientific(text: pa.Array) -> pa.Array:
+    """Arrow's text of numbers below 1e-4 or from 1e16 in repr's notation: fixed ``0.0000ddd`` (Arrow writes
+    1e-6 <= |x| < 1e-4 so) as ``d.dde-05``, and an exponent of at least two digits."""
+    for zeros, exponent in (("0000", "e-05"), ("00000", "e-06")):
+        text = pc.replace_substring_regex(text, rf"^(-?)0\.{zeros}([1-9])(\d+)$", rf"\1\2.\3{exponent}")
+        text = pc.replace_substring_regex(text, rf"^(-?)0\.{zeros}([1-9])$", rf"\1\2{exponent}")
+    return pc.replace_substring_regex(text, r"e([+-])(\d)$", r"e\10\2")  # RE2 \10: group 1, then a zero
+
+
+def _checked(text: pa.Array, pattern: str) -> pa.Array:
+    """``text`` with null where it does not match ``pattern`` (repr writes those)."""
+    return pc.if_else(pc.match_substring_regex(text, pattern), text, pa.scalar(None, _LARGE))
 
 
 def text_cells(text: pa.Array) -> pa.Array:
