@@ -101,7 +101,7 @@ from runner.storage import (
     stored_energy,
     stored_energy_prices,
 )
-from runner.table_io import write_csv
+from runner.table_io import holds, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -455,12 +455,15 @@ _TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "
 _TEXT_IN_TABLE = {"placement": {"bus"}}
 
 
+_TEXT_DTYPE = pd.Series([], dtype=str).dtype  # what astype(str) gives
+
+
 def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     """Results table ``table`` read from CSV with its columns typed: booleans, integers, text, everything else
     float."""
     text = _TEXT_COLUMNS | _TEXT_IN_TABLE.get(table, set())
     for col in df.columns:
-        if col in text and df[col].dtype == "str":  # as below, without a detour through Python objects
+        if col in text and df[col].dtype == _TEXT_DTYPE:  # as below, without a detour through Python objects
             df[col] = df[col].fillna("")
         elif col in text:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
@@ -509,8 +512,8 @@ def reads_back_as_itself(df: pd.DataFrame) -> bool:
     for name in df.columns:
         col = df[name]
         if isinstance(col.dtype, pd.StringDtype):
-            text = pa.array(col.array, type=pa.large_string())
-            if pc.any(pc.match_substring(text, "\r")).as_py():
+            text = pa.array(col.array)
+            if holds(text, b"\r"):
                 return False
             head = text.drop_null()[:100]
             if pc.all(pc.match_substring_regex(head, _NOT_TEXT)).as_py() is not False and \

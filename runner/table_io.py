@@ -176,6 +176,12 @@ def _checked(text: pa.Array, pattern: str) -> pa.Array:
     return pc.if_else(pc.match_substring_regex(text, pattern), text, pa.scalar(None, _LARGE))
 
 
+def holds(text: pa.Array | pa.ChunkedArray, byte: bytes) -> bool:
+    """Whether any string of ``text`` holds ``byte`` (its data buffers searched: memchr, not Arrow's kernel)."""
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    return any(c.buffers()[2] is not None and byte in c.buffers()[2].to_pybytes() for c in chunks)
+
+
 def text_cells(text: pa.Array) -> pa.Array:
     """Strings as the csv module writes them (quoted where it would), missing as an empty field."""
     text = pc.fill_null(text, _text(""))
