@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -399,10 +400,40 @@ def community_battery_kpis(cb: pd.DataFrame | None) -> dict:
 
 
 def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> dict:
-    """Collect, settle, check and write the KPIs of a run folder."""
+    """Collect, settle, check and write the KPIs of a run folder.
+
+    The merged tables are written (``results/<table>.csv``) by a second thread while this one settles the run and
+    computes its KPIs; each file is written by one thread, so the same bytes as one after the other."""
     run_dir = Path(run_dir)
     frames = merged_parts(run_dir)
-    write_tables(run_dir, {t: df for t, df in frames.items() if t != "ledger"})  # the ledger once it is settled
+    with ThreadPoolExecutor(max_workers=1) as disk:  # on exit, waits for the tables even when settling failed
+        merged = {t: df.copy(deep=False) for t, df in frames.items() if t != "ledger"}  # the ledger once settled
+        tables = disk.submit(write_tables, run_dir, merged)
+        ledger, per_prosumer, figures = _settle(sc, run_dir, frames)
+        tables.result()
+    if wall_s is not None:
+        figures["wall_s"] = round(wall_s, 2)
+    feeder = frames["feeder_steps"]
+    head_kwh = float(feeder["p_head_kw"].abs().sum() * TICK_H) if len(feeder) else 0.0
+    # a run whose books do not balance fails before kpis.json is written: no figures claim a sound run
+    led.check({"money_balance_residual": figures["money_balance_residual"],
+               "energy_balance_residual_kwh": figures["energy_balance_residual_kwh"],
+               "vpp_retained": figures["vpp_retained"]})
+    # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
+    led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
+              tol=1e-3)
+    write_parquet(run_dir, sc.start, sc.location.timezone,
+                  frames={**frames, "ledger": ledger, "prosumer_kpis": per_prosumer}, workers=PARQUET_WORKERS)
+    write_kpis(run_dir, figures)
+    return figures
+
+
+PARQUET_WORKERS = 2  # threads converting the results tables to Parquet (Arrow writes them without the GIL)
+
+
+def _settle(sc: Scenario, run_dir: Path, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The ledger (written to ``results/ledger.csv``), the prosumers' KPIs (``results/prosumer_kpis.csv``) and
+    the figures of kpis.json (without ``wall_s``) of a run's merged tables."""
     steps = frames["prosumer_steps"]
     members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
     with_vpp = sc.mode in P2P_MODES
@@ -428,20 +459,7 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     for feeder in sc.feeders:  # which Layer I market each feeder ran ("none" in the modes without one)
         figures[f"mechanism_{feeder.name}"] = (feeder.market or sc.market).mechanism if with_vpp else "none"
     figures["prosumers"] = int(steps["prosumer"].nunique()) if len(steps) else 0
-    if wall_s is not None:
-        figures["wall_s"] = round(wall_s, 2)
-    head_kwh = float(frames["feeder_steps"]["p_head_kw"].abs().sum() * TICK_H) if len(frames["feeder_steps"]) else 0.0
-    # a run whose books do not balance fails before kpis.json is written: no figures claim a sound run
-    led.check({"money_balance_residual": figures["money_balance_residual"],
-               "energy_balance_residual_kwh": figures["energy_balance_residual_kwh"],
-               "vpp_retained": figures["vpp_retained"]})
-    # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
-    led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
-              tol=1e-3)
-    write_parquet(run_dir, sc.start, sc.location.timezone,
-                  frames={**frames, "ledger": ledger, "prosumer_kpis": per_prosumer})
-    write_kpis(run_dir, figures)
-    return figures
+    return ledger, per_prosumer, figures
 
 
 # columns whose type is not float: every other column of a results table is a number in its unit
@@ -476,15 +494,18 @@ def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     return df
 
 
-def write_parquet(run_dir: Path, start, timezone: str, frames: dict[str, pd.DataFrame] | None = None) -> None:
+def write_parquet(run_dir: Path, start, timezone: str, frames: dict[str, pd.DataFrame] | None = None, *,
+                  workers: int = 1) -> None:
     """Every ``results/<table>.csv`` also as ``results/<table>.parquet``: typed columns, ``time`` renamed
     ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it.
 
     The table is what the CSV reads back as; ``frames`` (the tables as just written to CSV) saves reading it
-    when that is the frame itself (:func:`reads_back_as_itself`)."""
+    when that is the frame itself (:func:`reads_back_as_itself`). ``workers`` threads convert tables side by side,
+    the largest first (each file written by one thread: the same bytes)."""
     origin = pd.Timestamp(start).tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
     frames = frames or {}
-    for csv in sorted((Path(run_dir) / "results").glob("*.csv")):
+
+    def convert(csv: Path) -> None:
         df = frames.get(csv.stem)
         if df is not None and reads_back_as_itself(df):
             df = df.copy(deep=False)
@@ -496,6 +517,11 @@ def write_parquet(run_dir: Path, start, timezone: str, frames: dict[str, pd.Data
             at = df.columns.get_loc("time_s") + 1
             df.insert(at, "timestamp", origin + pd.to_timedelta(df["time_s"].astype(float), unit="s"))
         df.to_parquet(csv.with_suffix(".parquet"), index=False)
+
+    tables = sorted((Path(run_dir) / "results").glob("*.csv"), key=lambda p: -p.stat().st_size)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for done in [pool.submit(convert, csv) for csv in tables]:
+            done.result()
 
 
 # what pandas' CSV reader could take for a number, a boolean or a missing value (a superset: anything else is text)
