@@ -530,24 +530,25 @@ _NOT_TEXT = r"(?i)^\s*[+-]?(inf|infinity|nan|true|false|[0-9._e+\- ]*)\s*$"
 
 def reads_back_as_itself(df: pd.DataFrame) -> bool:
     """Whether ``pd.read_csv(<df written by write_csv>, keep_default_na=False, na_values=[""])`` gives ``df``
-    again, types and values: rows; columns of int64, bool, float64 (its shortest repr reads back exactly) or text
-    (``str``: with a value that cannot be read as anything else, none holding a carriage return, which the csv
-    module does not quote). Otherwise the CSV is read back."""
-    if not len(df) or not df.columns.is_unique:
+    again, types and values: rows; unique names, none empty (the reader renames those); columns of int64, bool,
+    float64 (its shortest repr reads back exactly) or text (``str``: with a value that cannot be read as anything
+    else, no empty string (read back as missing), none holding a carriage return, which the csv module does not
+    quote). Otherwise the CSV is read back."""
+    if not len(df) or not df.columns.is_unique or not all(isinstance(c, str) and c for c in df.columns):
         return False
-    for name in df.columns:
-        col = df[name]
-        if isinstance(col.dtype, pd.StringDtype):
-            text = pa.array(col.array)
-            if holds(text, b"\r"):
-                return False
-            head = text.drop_null()[:100]
-            if pc.all(pc.match_substring_regex(head, _NOT_TEXT)).as_py() is not False and \
-                    pc.all(pc.match_substring_regex(text.drop_null(), _NOT_TEXT)).as_py() is not False:
-                return False
-        elif col.dtype not in (np.int64, np.float64, np.bool_):
-            return False
-    return True
+    return all(_column_reads_back(df[name]) for name in df.columns)
+
+
+def _column_reads_back(col: pd.Series) -> bool:
+    if not isinstance(col.dtype, pd.StringDtype):
+        return col.dtype in (np.int64, np.float64, np.bool_)
+    text = pa.array(col.array)
+    if holds(text, b"\r") or pc.any(pc.equal(text, "")).as_py():
+        return False
+    values = text.drop_null()
+    # one value the reader cannot take for a number or a boolean keeps the column text (the first ones first)
+    return pc.all(pc.match_substring_regex(values[:100], _NOT_TEXT)).as_py() is False or \
+        pc.all(pc.match_substring_regex(values, _NOT_TEXT)).as_py() is False
 
 
 def write_kpis(run_dir: Path, figures: dict) -> Path:
