@@ -116,11 +116,12 @@ def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def merged_parts(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Every declared table: its parts (``parts/*/<table>.csv``) concatenated in the order of their folders'
-    names, stably sorted by time; the declared columns without rows when no part has any."""
+def merged_parts(run_dir: Path, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """Every declared table (or those named): its parts (``parts/*/<table>.csv``) concatenated in the order of
+    their folders' names, stably sorted by time; the declared columns without rows when no part has any."""
     frames = {}
-    for table, columns in TABLES.items():
+    for table in TABLES if tables is None else tables:
+        columns = TABLES[table]
         parts = [pd.read_csv(p) for p in sorted((Path(run_dir) / "parts").glob(f"*/{table}.csv"))]
         parts = [p for p in parts if len(p)]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
@@ -405,12 +406,12 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     The merged tables are written (``results/<table>.csv``) by a second thread while this one settles the run and
     computes its KPIs; each file is written by one thread, so the same bytes as one after the other."""
     run_dir = Path(run_dir)
-    frames = merged_parts(run_dir)
+    frames = merged_parts(run_dir, SETTLED_TABLES)
     with ThreadPoolExecutor(max_workers=1) as disk:  # on exit, waits for the tables even when settling failed
         merged = {t: df.copy(deep=False) for t, df in frames.items() if t != "ledger"}  # the ledger once settled
-        tables = disk.submit(write_tables, run_dir, merged)
+        others = disk.submit(_write_and_merge, run_dir, merged, tuple(t for t in TABLES if t not in frames))
         ledger, per_prosumer, figures = _settle(sc, run_dir, frames)
-        tables.result()
+        frames.update(others.result())
     if wall_s is not None:
         figures["wall_s"] = round(wall_s, 2)
     feeder = frames["feeder_steps"]
@@ -426,6 +427,20 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
                   frames={**frames, "ledger": ledger, "prosumer_kpis": per_prosumer}, workers=PARQUET_WORKERS)
     write_kpis(run_dir, figures)
     return figures
+
+
+# the tables the settlement and the KPIs read; the others are merged and written beside it by the second thread
+SETTLED_TABLES = ("prosumer_steps", "feeder_steps", "trades", "bids", "ancillary", "ledger", "community_battery",
+                  "corrective", "federate_stats")
+
+
+def _write_and_merge(run_dir: Path, frames: dict[str, pd.DataFrame], others: tuple[str, ...]
+                     ) -> dict[str, pd.DataFrame]:
+    """Write ``frames``, then merge and write the tables ``others``; return those."""
+    write_tables(run_dir, frames)
+    merged = merged_parts(run_dir, others)
+    write_tables(run_dir, merged)
+    return merged
 
 
 PARQUET_WORKERS = 2  # threads converting the results tables to Parquet (Arrow writes them without the GIL)
