@@ -406,6 +406,7 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     The merged tables are written (``results/<table>.csv``) by a second thread while this one settles the run and
     computes its KPIs; each file is written by one thread, so the same bytes as one after the other."""
     run_dir = Path(run_dir)
+    (run_dir / "results").mkdir(parents=True, exist_ok=True)  # before either thread writes in it
     frames = merged_parts(run_dir, SETTLED_TABLES)
     with ThreadPoolExecutor(max_workers=1) as disk:  # on exit, waits for the tables even when settling failed
         merged = {t: df.copy(deep=False) for t, df in frames.items() if t != "ledger"}  # the ledger once settled
