@@ -546,11 +546,12 @@ _NOT_TEXT = r"(?i)^\s*[+-]?(inf|infinity|nan|true|false|[0-9._e+\- ]*)\s*$"
 
 def reads_back_as_itself(df: pd.DataFrame) -> bool:
     """Whether ``pd.read_csv(<df written by write_csv>, keep_default_na=False, na_values=[""])`` gives ``df``
-    again, types and values: rows; unique names, none empty (the reader renames those); columns of int64, bool,
-    float64 (its shortest repr reads back exactly) or text (``str``: with a value that cannot be read as anything
-    else, no empty string (read back as missing), none holding a carriage return, which the csv module does not
-    quote). Otherwise the CSV is read back."""
-    if not len(df) or not df.columns.is_unique or not all(isinstance(c, str) and c for c in df.columns):
+    again, types and values: rows; unique names, none empty (the reader renames those) or with a carriage return
+    (which the csv module does not quote); columns of int64, bool, float64 (its shortest repr reads back exactly)
+    or text (``str``: with a value that cannot be read as anything else, no empty string (read back as missing),
+    none with a carriage return). Otherwise the CSV is read back."""
+    if not len(df) or not df.columns.is_unique or \
+            not all(isinstance(c, str) and c and "\r" not in c for c in df.columns):
         return False
     return all(_column_reads_back(df[name]) for name in df.columns)
 

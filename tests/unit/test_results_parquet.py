@@ -45,6 +45,7 @@ def tricky_tables() -> dict[str, pd.DataFrame]:
         "small_ints": pd.DataFrame({"time": [0, 300], "steps": np.array([1, 2], dtype=np.int32)}),
         "empty_text": pd.DataFrame({"time": [0, 300], "note": text(["", "x"])}),  # "" reads back as missing
         "no_name": pd.DataFrame({"time": [0, 300], "": [1.0, 2.0]}),                # read back as "Unnamed: 1"
+        "name_with_cr": pd.DataFrame({"a\rb": [1.0, 2.0], "c": [3.0, 4.0]}),        # a header of two lines
     }
 
 
