@@ -84,37 +84,61 @@ class PlacedFeeder:
         return rows
 
 
-def place(scenario: Scenario) -> list[PlacedFeeder]:
-    """Compile each feeder once, place its prosumers on loads and measure their electrical distance."""
+def place(scenario: Scenario, *, hand_over: bool = False) -> list[PlacedFeeder]:
+    """Compile each feeder once, place its prosumers on loads and measure their electrical distance.
+
+    ``hand_over``: keep each feeder's placement for the next call that places the same feeder (the same config,
+    seed and mode's devices, its master's folder unchanged), which takes it instead of compiling the feeder again:
+    the pre-launch check (:func:`runner.preflight.preflight`) places every feeder, then :func:`build` does."""
     placed = []
     for feeder in scenario.feeders:
-        battery = feeder.vpp.community_battery if scenario.mode in P2P_MODES else None
-        model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
-                            max_control_iterations=feeder.max_control_iterations,
-                            injectors=([feeder.tie_bus] if scenario.uses_tie else [])
-                            + ([battery.bus] if battery else []))
-        placement = model.place_prosumers(feeder.prosumers.placement, seed=scenario.seed)
-        if not placement.loads:
-            raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
-                              f"(skipped: {dict(list(placement.skipped.items())[:5])}); name loads explicitly")
-        if placement.shortfall:
-            log.warning("warning: feeders.%s: %s", feeder.name, placement.shortfall)
-        base = model.solve()
-        km = model.load_distances_km()
-        sites = {x.name: (x.bus, km[x.name]) for x in model.loads()}
-        source_pu = model.source_pu
-        model.close()
-        prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
-        distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
-        premia = trade_premia(feeder.prosumers.preferences, [p.name for p in prosumers], seed=scenario.seed,
-                              has_pv={p.name: p.pv is not None for p in prosumers}, distance=distance,
-                              feeder=feeder.name)
-        placed.append(PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses,
-                                   placement.notes, placement.shortfall, premia=premia,
-                                   base_converged=base.converged, base_message=base.message, sites=sites,
-                                   source_pu=source_pu, base_p_head_kw=base.p_head_kw,
-                                   base_q_head_kvar=base.q_head_kvar))
+        key = _placement_key(scenario, feeder)
+        done = _HANDED_OVER.pop(key, None) or _place_feeder(scenario, feeder)
+        if hand_over:
+            _HANDED_OVER[key] = done
+        placed.append(done)
     return placed
+
+
+_HANDED_OVER: dict[tuple, PlacedFeeder] = {}  # placements made by a check, for the build that follows it
+
+
+def _placement_key(scenario: Scenario, feeder: FeederConfig) -> tuple:
+    """What :func:`_place_feeder` reads: the feeder's config, the seed, whether it has a community battery or a
+    tie line, and the files beside its master (their size and modification time)."""
+    folder = Path(feeder.master).parent
+    with contextlib.suppress(OSError):
+        files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                             if p.is_file()))
+        return (feeder.model_dump_json(), scenario.seed, scenario.mode in P2P_MODES, scenario.uses_tie, files)
+    return (feeder.model_dump_json(), scenario.seed, scenario.mode in P2P_MODES, scenario.uses_tie, None)
+
+
+def _place_feeder(scenario: Scenario, feeder: FeederConfig) -> PlacedFeeder:
+    battery = feeder.vpp.community_battery if scenario.mode in P2P_MODES else None
+    model = FeederModel(feeder.master, max_iterations=feeder.max_iterations,
+                        max_control_iterations=feeder.max_control_iterations,
+                        injectors=([feeder.tie_bus] if scenario.uses_tie else []) + ([battery.bus] if battery else []))
+    placement = model.place_prosumers(feeder.prosumers.placement, seed=scenario.seed)
+    if not placement.loads:
+        raise ConfigError(f"feeders.{feeder.name}: no load could host a prosumer "
+                          f"(skipped: {dict(list(placement.skipped.items())[:5])}); name loads explicitly")
+    if placement.shortfall:
+        log.warning("warning: feeders.%s: %s", feeder.name, placement.shortfall)
+    base = model.solve()
+    km = model.load_distances_km()
+    sites = {x.name: (x.bus, km[x.name]) for x in model.loads()}
+    source_pu = model.source_pu
+    model.close()
+    prosumers = make_prosumers(feeder, placement.loads, scenario.seed, placement.houses)
+    distance = {p.name: round(1.0 - base.v_pu.get(p.load_name, 1.0), 6) for p in prosumers}
+    premia = trade_premia(feeder.prosumers.preferences, [p.name for p in prosumers], seed=scenario.seed,
+                          has_pv={p.name: p.pv is not None for p in prosumers}, distance=distance,
+                          feeder=feeder.name)
+    return PlacedFeeder(feeder, prosumers, placement.skipped, distance, placement.houses, placement.notes,
+                        placement.shortfall, premia=premia, base_converged=base.converged,
+                        base_message=base.message, sites=sites, source_pu=source_pu, base_p_head_kw=base.p_head_kw,
+                        base_q_head_kvar=base.q_head_kvar)
 
 
 def write_placement(run_dir: Path, placed: list[PlacedFeeder]) -> None:

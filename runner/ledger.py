@@ -112,7 +112,8 @@ def topdown_reference(steps: pd.DataFrame, tariff: TariffConfig, start) -> tuple
     bills = utility_entries(twin, no_trades, tariff, start)
     names = pd.Index(sorted(steps["prosumer"].unique()))
     bill = -bills.groupby("participant")["amount"].sum().reindex(names).fillna(0.0)
-    soc = steps.sort_values("time", kind="stable").groupby("prosumer")["topdown_soc_kwh"].last().reindex(names)
+    soc = storage.in_time_order(steps[["time", "prosumer", "topdown_soc_kwh"]]).groupby("prosumer")[
+        "topdown_soc_kwh"].last().reindex(names)
     return bill, soc
 
 

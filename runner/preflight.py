@@ -79,7 +79,7 @@ def _placed_feeder(scenario: Scenario, i: int, feeder: FeederConfig) -> tuple[li
 
     where = f"feeders.{i} ({feeder.name})"
     try:
-        placed = place(scenario.model_copy(update={"feeders": [feeder]}))[0]
+        placed = place(scenario.model_copy(update={"feeders": [feeder]}), hand_over=True)[0]  # build takes it
     except ConfigError as exc:
         return [f"{where}: {p}" for p in exc.problems], _asked(feeder), None
     problems = []

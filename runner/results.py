@@ -83,11 +83,14 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from federates.common.config import P2P_MODES, Scenario
 from federates.common.tables import TABLES
@@ -99,6 +102,7 @@ from runner.storage import (
     stored_energy,
     stored_energy_prices,
 )
+from runner.table_io import holds, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +111,48 @@ TICK_H = 300 / 3600
 
 def collect(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Merge ``parts/*/<table>.csv`` into ``results/<table>.csv`` (sorted by time) and return the frames."""
-    run_dir = Path(run_dir)
-    out = run_dir / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    frames = merged_parts(run_dir)
+    write_tables(run_dir, frames)
+    return frames
+
+
+def merged_parts(run_dir: Path, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """Every declared table (or those named): its parts (``parts/*/<table>.csv``) concatenated in the order of
+    their folders' names, stably sorted by time; the declared columns without rows when no part has any."""
     frames = {}
-    for table, columns in TABLES.items():
-        parts = [pd.read_csv(p) for p in sorted((run_dir / "parts").glob(f"*/{table}.csv"))]
+    for table in TABLES if tables is None else tables:
+        columns = TABLES[table]
+        parts = [pd.read_csv(p) for p in sorted((Path(run_dir) / "parts").glob(f"*/{table}.csv"))]
         parts = [p for p in parts if len(p)]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
         if len(df) and "time" in df:
             df = df.sort_values("time", kind="stable").reset_index(drop=True)
-        df.to_csv(out / f"{table}.csv", index=False)
         frames[table] = df
     return frames
 
 
+def write_tables(run_dir: Path, frames: dict[str, pd.DataFrame]) -> None:
+    """Each frame as ``results/<table>.csv`` (:func:`runner.table_io.write_csv`: ``to_csv``'s bytes)."""
+    out = Path(run_dir) / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    for table, df in frames.items():
+        write_csv(df, out / f"{table}.csv")
+
+
 # ---- locally produced energy consumed --------------------------------------------------------------------------
 def wide(steps: pd.DataFrame, column: str) -> pd.DataFrame:
-    """``column`` of prosumer_steps as a (time x prosumer) table, prosumers sorted, missing values 0."""
-    return steps.pivot(index="time", columns="prosumer", values=column).sort_index().fillna(0.0)
+    """``column`` of prosumer_steps as a (time x prosumer) table, prosumers sorted, missing values 0: the
+    ``pivot`` of ``column`` (for a float column, its values placed directly, what ``pivot`` gives)."""
+    values = steps[column]
+    t_code, times = pd.factorize(steps["time"], sort=True)
+    p_code, names = pd.factorize(steps["prosumer"], sort=True)
+    cell = t_code * len(names) + p_code
+    if values.dtype != np.float64 or not len(cell) or min(t_code.min(), p_code.min()) < 0 \
+            or np.bincount(cell).max() > 1:  # not a float, a missing key or a duplicate: pivot says what it does
+        return steps.pivot(index="time", columns="prosumer", values=column).sort_index().fillna(0.0)
+    out = np.full((len(times), len(names)), np.nan)
+    out[t_code, p_code] = values.to_numpy()
+    return pd.DataFrame(out, index=pd.Index(times, name="time"), columns=pd.Index(names, name="prosumer")).fillna(0.0)
 
 
 RUN, BEFORE, OUTSIDE = 0, 1, 2  # origins of energy: produced locally in the run, locally before it, outside
@@ -168,8 +195,11 @@ def local_consumption(production_kw, demand_kw, battery_kw, group, start_kwh, et
     stored = np.column_stack([np.zeros(n), start * before, start * (1.0 - before)])
     eta_c, eta_d = np.asarray(eta_charge, dtype=float) * np.ones(n), np.asarray(eta_discharge) * np.ones(n)
     consumed, charged = np.zeros((n_groups, 3)), np.zeros((n, 3))
+    alone = n_groups == n and bool(np.all(group == np.arange(n)))  # every unit its own boundary
 
     def per_group(x: np.ndarray) -> np.ndarray:
+        if alone:  # what bincount adds up for a boundary of one: its own value, added to 0.0
+            return x + 0.0
         return np.stack([np.bincount(group, weights=x[:, k], minlength=n_groups) for k in range(x.shape[1])], 1)
 
     def col(x: np.ndarray) -> np.ndarray:
@@ -371,33 +401,22 @@ def community_battery_kpis(cb: pd.DataFrame | None) -> dict:
 
 
 def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> dict:
-    """Collect, settle, check and write the KPIs of a run folder."""
+    """Collect, settle, check and write the KPIs of a run folder.
+
+    The merged tables are written (``results/<table>.csv``) by a second thread while this one settles the run and
+    computes its KPIs; each file is written by one thread, so the same bytes as one after the other."""
     run_dir = Path(run_dir)
-    frames = collect(run_dir)
-    steps = frames["prosumer_steps"]
-    members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
-    with_vpp = sc.mode in P2P_MODES
-    fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
-    tariff = sc.tariff_for_mode()
-    eta = efficiencies(run_dir, steps) if len(steps) else None
-    ledger = led.build_ledger(frames, tariff, sc.start, fees, members, eta=eta)
-    ledger.to_csv(run_dir / "results" / "ledger.csv", index=False)
-    bat = batteries(steps, eta) if len(steps) else pd.DataFrame()
-    prices = stored_energy_prices(tariff, sc.start, steps["time"]) if len(steps) else (0.0, 0.0)
-    community = community_battery_stored_value(frames["community_battery"], steps, members, prices) \
-        if len(steps) else None
-    per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices, community)
-    per_prosumer.to_csv(run_dir / "results" / "prosumer_kpis.csv", index=False)
-    community = community_figures(steps, bat) if len(steps) else \
-        pd.DataFrame(columns=["pv_kwh", "demand_kwh", "local_supply_kwh", "pv_used_kwh"])
-    figures = kpis(frames, ledger, per_prosumer, community)
-    figures["mode"] = sc.mode
-    for feeder in sc.feeders:  # which Layer I market each feeder ran ("none" in the modes without one)
-        figures[f"mechanism_{feeder.name}"] = (feeder.market or sc.market).mechanism if with_vpp else "none"
-    figures["prosumers"] = int(steps["prosumer"].nunique()) if len(steps) else 0
+    (run_dir / "results").mkdir(parents=True, exist_ok=True)  # before either thread writes in it
+    frames = merged_parts(run_dir, SETTLED_TABLES)
+    with ThreadPoolExecutor(max_workers=1) as disk:  # on exit, waits for the tables even when settling failed
+        merged = {t: df.copy(deep=False) for t, df in frames.items() if t != "ledger"}  # the ledger once settled
+        others = disk.submit(_write_and_merge, run_dir, merged, tuple(t for t in TABLES if t not in frames))
+        ledger, per_prosumer, figures = _settle(sc, run_dir, frames)
+        frames.update(others.result())
     if wall_s is not None:
         figures["wall_s"] = round(wall_s, 2)
-    head_kwh = float(frames["feeder_steps"]["p_head_kw"].abs().sum() * TICK_H) if len(frames["feeder_steps"]) else 0.0
+    feeder = frames["feeder_steps"]
+    head_kwh = float(feeder["p_head_kw"].abs().sum() * TICK_H) if len(feeder) else 0.0
     # a run whose books do not balance fails before kpis.json is written: no figures claim a sound run
     led.check({"money_balance_residual": figures["money_balance_residual"],
                "energy_balance_residual_kwh": figures["energy_balance_residual_kwh"],
@@ -405,9 +424,58 @@ def finish_run(sc: Scenario, run_dir: Path, *, wall_s: float | None = None) -> d
     # OpenDSS balances to its own solver tolerance: allow 0.1 % of the energy through the feeder heads
     led.check({"feeder_balance_residual_share": figures["feeder_balance_residual_kwh"] / max(head_kwh, 1.0)},
               tol=1e-3)
-    write_parquet(run_dir, sc.start, sc.location.timezone)
+    write_parquet(run_dir, sc.start, sc.location.timezone,
+                  frames={**frames, "ledger": ledger, "prosumer_kpis": per_prosumer}, workers=PARQUET_WORKERS)
     write_kpis(run_dir, figures)
     return figures
+
+
+# the tables the settlement and the KPIs read; the others are merged and written beside it by the second thread
+SETTLED_TABLES = ("prosumer_steps", "feeder_steps", "trades", "bids", "ancillary", "ledger", "community_battery",
+                  "corrective", "federate_stats")
+
+
+def _write_and_merge(run_dir: Path, frames: dict[str, pd.DataFrame], others: tuple[str, ...]
+                     ) -> dict[str, pd.DataFrame]:
+    """Write ``frames``, then merge and write the tables ``others``; return those."""
+    write_tables(run_dir, frames)
+    merged = merged_parts(run_dir, others)
+    write_tables(run_dir, merged)
+    return merged
+
+
+PARQUET_WORKERS = 2  # threads converting the results tables to Parquet (Arrow writes them without the GIL)
+
+
+def _settle(sc: Scenario, run_dir: Path, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The ledger (written to ``results/ledger.csv``), the prosumers' KPIs (``results/prosumer_kpis.csv``) and
+    the figures of kpis.json (without ``wall_s``) of a run's merged tables."""
+    steps = frames["prosumer_steps"]
+    members = {p: f"vpp_{f}" for p, f in steps.groupby("prosumer")["feeder"].first().items()} if len(steps) else {}
+    with_vpp = sc.mode in P2P_MODES
+    fees = {f"vpp_{f.name}": f.vpp.fee_fraction for f in sc.feeders} if with_vpp else {}
+    tariff = sc.tariff_for_mode()
+    try:
+        eta = efficiencies(run_dir, steps) if len(steps) else None
+        ledger = led.build_ledger(frames, tariff, sc.start, fees, members, eta=eta)
+    except Exception:
+        write_tables(run_dir, {"ledger": frames["ledger"]})  # the recorded entries, as collect leaves them
+        raise
+    write_csv(ledger, run_dir / "results" / "ledger.csv")
+    bat = batteries(steps, eta) if len(steps) else pd.DataFrame()
+    prices = stored_energy_prices(tariff, sc.start, steps["time"]) if len(steps) else (0.0, 0.0)
+    community = community_battery_stored_value(frames["community_battery"], steps, members, prices) \
+        if len(steps) else None
+    per_prosumer = prosumer_kpis(ledger, steps, frames["trades"], bat, prices, community)
+    write_csv(per_prosumer, run_dir / "results" / "prosumer_kpis.csv")
+    community = community_figures(steps, bat) if len(steps) else \
+        pd.DataFrame(columns=["pv_kwh", "demand_kwh", "local_supply_kwh", "pv_used_kwh"])
+    figures = kpis(frames, ledger, per_prosumer, community)
+    figures["mode"] = sc.mode
+    for feeder in sc.feeders:  # which Layer I market each feeder ran ("none" in the modes without one)
+        figures[f"mechanism_{feeder.name}"] = (feeder.market or sc.market).mechanism if with_vpp else "none"
+    figures["prosumers"] = int(steps["prosumer"].nunique()) if len(steps) else 0
+    return ledger, per_prosumer, figures
 
 
 # columns whose type is not float: every other column of a results table is a number in its unit
@@ -421,12 +489,17 @@ _TEXT_COLUMNS = {"market", "participant", "side", "reason", "buyer", "seller", "
 _TEXT_IN_TABLE = {"placement": {"bus"}}
 
 
+_TEXT_DTYPE = pd.Series([], dtype=str).dtype  # what astype(str) gives
+
+
 def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     """Results table ``table`` read from CSV with its columns typed: booleans, integers, text, everything else
     float."""
     text = _TEXT_COLUMNS | _TEXT_IN_TABLE.get(table, set())
     for col in df.columns:
-        if col in text:
+        if col in text and df[col].dtype == _TEXT_DTYPE:  # as below, without a detour through Python objects
+            df[col] = df[col].fillna("")
+        elif col in text:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
         elif col in _BOOL_COLUMNS:
             df[col] = df[col].astype(str).str.lower().isin(("true", "1", "1.0"))
@@ -437,17 +510,62 @@ def typed_table(df: pd.DataFrame, table: str = "") -> pd.DataFrame:
     return df
 
 
-def write_parquet(run_dir: Path, start, timezone: str) -> None:
+def write_parquet(run_dir: Path, start, timezone: str, frames: dict[str, pd.DataFrame] | None = None, *,
+                  workers: int = 1) -> None:
     """Every ``results/<table>.csv`` also as ``results/<table>.parquet``: typed columns, ``time`` renamed
-    ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it."""
+    ``time_s`` (seconds since the start) with a timezone-aware ``timestamp`` (the scenario's local zone) beside it.
+
+    The table is what the CSV reads back as; ``frames`` (the tables as just written to CSV) saves reading it
+    when that is the frame itself (:func:`reads_back_as_itself`). ``workers`` threads convert tables side by side,
+    the largest first (each file written by one thread: the same bytes)."""
     origin = pd.Timestamp(start).tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
-    for csv in sorted((Path(run_dir) / "results").glob("*.csv")):
-        df = typed_table(pd.read_csv(csv, keep_default_na=False, na_values=[""]), csv.stem)
+    frames = frames or {}
+
+    def convert(csv: Path) -> None:
+        df = frames.get(csv.stem)
+        if df is not None and reads_back_as_itself(df):
+            df = df.copy(deep=False)
+        else:
+            df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        df = typed_table(df, csv.stem)
         if "time" in df.columns:
             df = df.rename(columns={"time": "time_s"})
             at = df.columns.get_loc("time_s") + 1
             df.insert(at, "timestamp", origin + pd.to_timedelta(df["time_s"].astype(float), unit="s"))
         df.to_parquet(csv.with_suffix(".parquet"), index=False)
+
+    tables = sorted((Path(run_dir) / "results").glob("*.csv"), key=lambda p: -p.stat().st_size)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for done in [pool.submit(convert, csv) for csv in tables]:
+            done.result()
+
+
+# what pandas' CSV reader could take for a number, a boolean or a missing value (a superset: anything else is text)
+_NOT_TEXT = r"(?i)^\s*[+-]?(inf|infinity|nan|true|false|[0-9._e+\- ]*)\s*$"
+
+
+def reads_back_as_itself(df: pd.DataFrame) -> bool:
+    """Whether ``pd.read_csv(<df written by write_csv>, keep_default_na=False, na_values=[""])`` gives ``df``
+    again, types and values: rows; unique names, none empty (the reader renames those) or with a carriage return
+    (which the csv module does not quote); columns of int64, bool, float64 (its shortest repr reads back exactly)
+    or text (``str``: with a value that cannot be read as anything else, no empty string (read back as missing),
+    none with a carriage return). Otherwise the CSV is read back."""
+    if not len(df) or not df.columns.is_unique or \
+            not all(isinstance(c, str) and c and "\r" not in c for c in df.columns):
+        return False
+    return all(_column_reads_back(df[name]) for name in df.columns)
+
+
+def _column_reads_back(col: pd.Series) -> bool:
+    if not isinstance(col.dtype, pd.StringDtype):
+        return col.dtype in (np.int64, np.float64, np.bool_)
+    text = pa.array(col.array)
+    if holds(text, b"\r") or pc.any(pc.equal(text, "")).as_py():
+        return False
+    values = text.drop_null()
+    # one value the reader cannot take for a number or a boolean keeps the column text (the first ones first)
+    return pc.all(pc.match_substring_regex(values[:100], _NOT_TEXT)).as_py() is False or \
+        pc.all(pc.match_substring_regex(values, _NOT_TEXT)).as_py() is False
 
 
 def write_kpis(run_dir: Path, figures: dict) -> Path:

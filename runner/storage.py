@@ -39,11 +39,14 @@ def efficiencies(run_dir: Path, steps: pd.DataFrame) -> pd.DataFrame:
     configs elsewhere), inferred from its own recorded SOC changes, else the BatteryConfig defaults."""
     names = sorted(steps["prosumer"].unique()) if len(steps) else []
     out = pd.DataFrame(index=pd.Index(names, name="prosumer"), columns=["eta_charge", "eta_discharge"], dtype=float)
+    found = {}  # prosumer -> its efficiencies (the last config naming it)
     for path in sorted((Path(run_dir) / "federates").glob("prosumers_*.json")):
         for p in json.loads(path.read_text()).get("prosumers", []):
-            if p["name"] in out.index:
-                b = p.get("battery") or {}
-                out.loc[p["name"]] = [b.get("eta_charge", ETA_DEFAULT[0]), b.get("eta_discharge", ETA_DEFAULT[1])]
+            b = p.get("battery") or {}
+            found[p["name"]] = (b.get("eta_charge", ETA_DEFAULT[0]), b.get("eta_discharge", ETA_DEFAULT[1]))
+    found = {name: eta for name, eta in found.items() if name in out.index}
+    if found:
+        out.iloc[out.index.get_indexer(list(found))] = np.array(list(found.values()), dtype=float)
     missing = out.index[out["eta_charge"].isna()]
     if len(missing):
         log.info("battery efficiencies of %d prosumers inferred from their SOC records", len(missing))
@@ -68,13 +71,18 @@ def inferred_efficiencies(steps: pd.DataFrame) -> pd.DataFrame:
 def batteries(steps: pd.DataFrame, eta: pd.DataFrame) -> pd.DataFrame:
     """Per prosumer: its efficiencies, the energy in its battery before the first step (``battery_start_kwh``,
     from the first record: soc_kwh is recorded after the step) and after the last (``battery_end_kwh``)."""
-    s = steps.sort_values("time", kind="stable").groupby("prosumer")
+    s = in_time_order(steps[["time", "prosumer", "battery_kw", "soc_kwh"]]).groupby("prosumer")
     first, last = s.first(), s.last()
     eta = eta.reindex(first.index)
     b = first["battery_kw"]
     drawn = TICK_H * np.where(b > 0, b / eta["eta_discharge"], b * eta["eta_charge"])  # kWh out of storage
     return pd.DataFrame({"eta_charge": eta["eta_charge"], "eta_discharge": eta["eta_discharge"],
                          "battery_start_kwh": first["soc_kwh"] + drawn, "battery_end_kwh": last["soc_kwh"]})
+
+
+def in_time_order(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` stably sorted by ``time`` (as it is when already in that order, as merged tables are)."""
+    return table if table["time"].is_monotonic_increasing else table.sort_values("time", kind="stable")
 
 
 def stored_energy_prices(tariff: TariffConfig, start: datetime, times_s) -> tuple[float, float]:

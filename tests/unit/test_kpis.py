@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
@@ -17,7 +18,7 @@ from runner.results import (
     periodic_local_consumption,
     prosumer_kpis,
 )
-from runner.storage import batteries, inferred_efficiencies, stored_energy_prices, stored_energy_value
+from runner.storage import batteries, efficiencies, inferred_efficiencies, stored_energy_prices, stored_energy_value
 
 HOUR = 12  # 5-min steps
 NO_LEDGER = pd.DataFrame(columns=list(TABLES["ledger"]))
@@ -167,3 +168,20 @@ def test_a_battery_exporting_to_a_neighbour_passes_on_its_origin():
     assert k["self_sufficiency_pct"] == pytest.approx(100 * 4 / 6) and k["self_consumption_pct"] == pytest.approx(100)
     assert per.loc["b", "self_sufficiency_pct"] == 0.0 and per.loc["c", "self_sufficiency_pct"] == 0.0
     assert k["self_sufficiency_prosumer_pct"] == 0.0 and per.loc["a", "self_consumption_pct"] == 0.0
+
+
+def test_efficiencies_come_from_the_prosumer_configs_else_from_the_soc_records(tmp_path):
+    steps = steps_frame({"c": {"pv_kw": 5.0, "load_kw": 0.0, "battery_kw": -3.0, "soc0_kwh": 2.0, "eta": 0.8},
+                         "d": {"pv_kw": 0.0, "load_kw": 1.2, "battery_kw": 1.2, "soc0_kwh": 6.0, "eta": 0.9},
+                         "e": {"pv_kw": 1.0, "load_kw": 1.0}})
+    (tmp_path / "federates").mkdir()
+    for name, prosumers in (("prosumers_f_0", [{"name": "d", "battery": {"eta_charge": 0.5, "eta_discharge": 1}},
+                                               {"name": "x", "battery": {"eta_charge": 0.1}}]),
+                            ("prosumers_f_1", [{"name": "e", "battery": None},
+                                               {"name": "d", "battery": {"eta_charge": 0.7}}])):
+        (tmp_path / "federates" / f"{name}.json").write_text(json.dumps({"prosumers": prosumers}))
+    eta = efficiencies(tmp_path, steps)
+    assert eta.index.tolist() == ["c", "d", "e"] and eta.dtypes.tolist() == [np.float64, np.float64]
+    assert eta.loc["d"].tolist() == [0.7, 0.95]  # the last config naming it; a missing field: the default
+    assert eta.loc["e"].tolist() == [0.95, 0.95]  # no battery: the defaults
+    assert eta.loc["c", "eta_charge"] == pytest.approx(0.8)  # in no config: from its SOC records
