@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 
 from federates.common.errors import ConfigError, HarmonyError
+from federates.common.timebase import phases_of
 from runner import reaper as reaper_mod
 
 RUN_MARKER = ".harmony-run"
@@ -329,27 +330,6 @@ def _hhmm(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # did every federate finish?
-
-
-def phases_of(kind: str, mode: str) -> set:
-    """The phases (``federates.common.timebase.Phase``) a federate of ``kind`` asks for in ``mode``: those of
-    ``federates/<kind>/federate.py`` (a normal run fails in :func:`unfinished` if the two ever disagree)."""
-    from federates.common.config import P2P_MODES
-    from federates.common.timebase import Phase
-    from federates.iso.federate import PHASES as ISO_PHASES
-    from federates.vpp.federate import phases_for
-
-    if kind == "transmission":
-        from federates.transmission.federate import PHASE
-
-        return {PHASE}
-    return {
-        "feeder": {Phase.PHYSICS},
-        "prosumer": {Phase.DISPATCH, Phase.L1_BID} | ({Phase.L1_COMMIT} if mode in P2P_MODES else set()),
-        "vpp": phases_for(mode),
-        "iso": set(ISO_PHASES),
-        "vpp_market": {Phase.L3_CLEAR},
-    }[kind]
 
 
 def expected_steps(kind: str, mode: str, duration_s: int) -> int:

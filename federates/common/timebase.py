@@ -179,3 +179,23 @@ def _target_start_s(step: Step) -> int:
 def local_hour(start: datetime, time_s):
     """Hour of day (0-24, fractional) at ``time_s`` seconds after ``start``; works on numpy arrays too."""
     return (start.hour + start.minute / 60 + start.second / 3600 + time_s / 3600) % 24
+
+
+def phases_of(kind: str, mode: str) -> frozenset[Phase]:
+    """The phases a federate of ``kind`` acts in, in run ``mode``: the one table the federates step through and the
+    runner counts steps (and builds external federates' schedules) from."""
+    from federates.common.config import ANCILLARY_MODES, P2P_MODES
+
+    p2p, ancillary = mode in P2P_MODES, mode in ANCILLARY_MODES
+    table = {
+        "feeder": {Phase.PHYSICS},
+        "transmission": {Phase.MEASURE},  # right after the feeders' PHYSICS: their states of interval n are out
+        "prosumer": {Phase.DISPATCH, Phase.L1_BID} | ({Phase.L1_COMMIT} if p2p else set()),
+        "vpp": {Phase.MEASURE, Phase.L1_CLEAR, Phase.SETPOINT}
+        | ({Phase.L2_OFFER, Phase.L2_AWARD, Phase.L3_ORDER} if ancillary else set()),
+        "iso": {Phase.SETTLE, Phase.L3_SIGNAL, Phase.L2_CLEAR},
+        "vpp_market": {Phase.L3_CLEAR},
+    }
+    if kind not in table:
+        raise ValueError(f"unknown federate kind {kind!r}; known: {sorted(table)}")
+    return frozenset(table[kind])

@@ -26,7 +26,7 @@ from federates.common.messages import (
     TransmissionVoltages,
     ViolationMsg,
 )
-from federates.common.timebase import TICK_S, Phase
+from federates.common.timebase import TICK_S, Phase, phases_of
 from federates.common.wiring import FeederFederate, load_federate_config
 from federates.feeder.model import FeederModel, FeederState
 from federates.feeder.shapes import background_multiplier
@@ -52,7 +52,7 @@ def main(config_path: str) -> None:
     key = f"{cfg.runtime.name}/state"
     source = _Source(cfg, model)
     with Shell(cfg.runtime) as shell:
-        for step in shell.steps({Phase.PHYSICS}):
+        for step in shell.steps(phases_of("feeder", cfg.runtime.mode)):
             source.apply(shell, step.interval)
             for sub in cfg.injection_keys:
                 msg = shell.read(sub, Injections)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from federates.common.helics_shell import Shell
 from federates.common.messages import AncillaryOffer, Awards, DispatchSignal, FeederStateMsg, L3Result
-from federates.common.timebase import TICK_S, Phase, Step
+from federates.common.timebase import TICK_S, Phase, Step, phases_of
 from federates.common.wiring import IsoFederate, load_federate_config
 from federates.iso.operator import IsoOperator
-
-PHASES = frozenset({Phase.SETTLE, Phase.L3_SIGNAL, Phase.L2_CLEAR})
 
 
 def main(config_path: str) -> None:
@@ -23,7 +21,7 @@ def main(config_path: str) -> None:
     credits: dict[int, dict[str, float]] = {}
     offers: dict[int, dict[str, AncillaryOffer]] = {}
     with Shell(rt) as shell:
-        for step in shell.steps(PHASES):
+        for step in shell.steps(phases_of("iso", cfg.runtime.mode)):
             if step.phase == Phase.SETTLE:
                 if l3:
                     result = shell.read("vpp_market/results", L3Result)

@@ -23,7 +23,7 @@ from federates.common.messages import (
     ReserveCommitments,
     Setpoints,
 )
-from federates.common.timebase import TICK_S, Phase, schedule
+from federates.common.timebase import TICK_S, Phase, phases_of, schedule
 from federates.common.wiring import ProsumerFederate, load_federate_config
 from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint, StepRecord
 from federates.prosumer.twin import BackgroundTwin
@@ -35,7 +35,7 @@ def main(config_path: str) -> None:
     p2p = rt.mode in P2P_MODES
     fleet = ProsumerFleet(cfg.prosumers, cfg.tariff, cfg.location, rt.start, n_steps=rt.duration_s // TICK_S,
                           seed=rt.seed, p2p_enabled=p2p, vpp_enabled=rt.mode in ANCILLARY_MODES)
-    phases = {Phase.DISPATCH, Phase.L1_BID, Phase.L1_COMMIT} if p2p else {Phase.DISPATCH, Phase.L1_BID}
+    phases = phases_of("prosumer", rt.mode)
     # in the market modes a top-down twin of the same prosumers runs alongside, ahead of the federation in a
     # low-priority child process: its bill is each member's reference for the VPP's guarantee
     # (runner.ledger.guarantee_entries)

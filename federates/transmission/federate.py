@@ -16,7 +16,7 @@ import math
 
 from federates.common.helics_shell import Shell
 from federates.common.messages import FeederStateMsg, TransmissionVoltages
-from federates.common.timebase import TICK_S, Phase
+from federates.common.timebase import TICK_S, phases_of
 from federates.common.wiring import TransmissionFederate, load_federate_config
 from federates.transmission.model import (
     Oltc,
@@ -29,9 +29,6 @@ from federates.transmission.model import (
 
 log = logging.getLogger(__name__)
 
-PHASE = Phase.MEASURE  # the phase right after the feeders' PHYSICS: their states of interval n are published
-
-
 def main(config_path: str) -> None:
     cfg: TransmissionFederate = load_federate_config(config_path, TransmissionFederate)
     rt, tr = cfg.runtime, cfg.transmission
@@ -42,7 +39,7 @@ def main(config_path: str) -> None:
     last = first_interval(model, {x.feeder: (x.base_p_head_kw, x.base_q_head_kvar) for x in cfg.links}, m0)
     head = {x.feeder: (x.base_p_head_kw * m0, x.base_q_head_kvar * m0) for x in cfg.links}
     with Shell(rt) as shell:
-        for step in shell.steps({PHASE}):
+        for step in shell.steps(phases_of("transmission", cfg.runtime.mode)):
             if step.interval == 0:
                 _record(shell, model, 0, m0, last)
             for x in cfg.links:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 from typing import TypeVar
 
-from federates.common.config import ANCILLARY_MODES
 from federates.common.helics_shell import Shell
 from federates.common.messages import (
     AncillaryOffer,
@@ -24,7 +23,7 @@ from federates.common.messages import (
     ReserveCommitments,
     Setpoints,
 )
-from federates.common.timebase import TICK_S, Phase, Step, local_hour
+from federates.common.timebase import TICK_S, Phase, Step, local_hour, phases_of
 from federates.common.wiring import VppFederate, load_federate_config
 from federates.vpp.community_battery import energy_settlement
 from federates.vpp.corrective import CorrectiveController
@@ -32,13 +31,6 @@ from federates.vpp.p2p_market import Order, Submission
 from federates.vpp.platform import CommunityVpp
 
 V = TypeVar("V")
-
-
-def phases_for(mode: str) -> set[Phase]:
-    phases = {Phase.MEASURE, Phase.L1_CLEAR, Phase.SETPOINT}
-    if mode in ANCILLARY_MODES:
-        phases |= {Phase.L2_OFFER, Phase.L2_AWARD, Phase.L3_ORDER}
-    return phases
 
 
 class VppShell:
@@ -227,5 +219,5 @@ def main(config_path: str) -> None:
         vpp = VppShell(cfg, shell)
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        for step in shell.steps(phases_for(cfg.runtime.mode)):
+        for step in shell.steps(phases_of("vpp", cfg.runtime.mode)):
             vpp.step(step)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from federates.common.helics_shell import Shell
 from federates.common.messages import L3Order, L3Result, TradeMsg
-from federates.common.timebase import TICK_S, Phase
+from federates.common.timebase import TICK_S, Phase, phases_of
 from federates.common.wiring import VppMarketFederate, load_federate_config
 from federates.vpp.p2p_market import Order, Submission, screen_orders
 from federates.vpp_market.clearing import DIRECTIONS, clear_layer3
@@ -16,7 +16,7 @@ def main(config_path: str) -> None:
     cfg: VppMarketFederate = load_federate_config(config_path, VppMarketFederate)
     m = cfg.market
     with Shell(cfg.runtime) as shell:
-        for step in shell.steps({Phase.L3_CLEAR}):
+        for step in shell.steps(phases_of("vpp_market", cfg.runtime.mode)):
             nxt = step.interval + 1
             subs: dict[str, list[Submission]] = {d: [] for d in DIRECTIONS}
             for vpp in cfg.vpps:
