@@ -59,6 +59,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -256,6 +257,17 @@ def _check_fleet(
         raise ConfigError(problems, source="ProsumerFleet")
 
 
+class _SolveContext(NamedTuple):
+    """Which LP a solve is (formatted only when it fails)."""
+
+    prosumer: str
+    slot: int
+    t_s: float
+
+    def __str__(self) -> str:
+        return f"prosumer {self.prosumer} slot {self.slot} at t={self.t_s:g} s"
+
+
 @dataclass
 class _LpInputs:
     """The HEMS LP inputs of every prosumer of a fleet for one decision (rows = prosumers; see HemsData)."""
@@ -312,8 +324,9 @@ class _LpInputs:
                                       self.reserve_value_per_kw, self.terminal_value_per_kwh[rows])
         lo, hi = tpl.bound_updates_batch(self.soc_floor_kwh[rows], self.fleet._battery["soc_max_kwh"][rows], fmax,
                                          rmax, self.peak_so_far_kw[rows])
-        return {"row": {i: j for j, i in enumerate(rows.tolist())}, "eq": eq, "lb": lb, "cost": cost, "lo": lo,
-                "hi": hi}
+        row_lo, row_hi = tpl.row_bounds_batch(eq, lb)
+        return {"row": {i: j for j, i in enumerate(rows.tolist())}, "row_lo": row_lo, "row_hi": row_hi, "cost": cost,
+                "lo": lo, "hi": hi}
 
 
 class ProsumerFleet:
@@ -466,18 +479,19 @@ class ProsumerFleet:
                     st.solver = CompiledHems(inp.data(i), self.highs_options)
                 except (InfeasibleError, SolverError) as exc:
                     fallback[i] = self._fallback(inp.data(i), exc)
-        updates = {id(tpl): inp.updates(tpl, rows) for tpl, rows in self._groups().items()}
+        groups = self._groups()
+        updates = {id(tpl): inp.updates(tpl, rows) for tpl, rows in groups.items()}
         for i, st in enumerate(self._states):
             if i in fallback:
                 continue
             upd = updates[id(st.solver.tpl)]
             j = upd["row"][i]
             try:
-                st.solver.push_arrays(upd["eq"][j], upd["lb"][j], upd["cost"][j], upd["lo"][j], upd["hi"][j])
-                solved[i] = st.solver.run(f"prosumer {st.cfg.name} slot {slot} at t={t_s:g} s")
+                st.solver.push_arrays(upd["row_lo"][j], upd["row_hi"][j], upd["cost"][j], upd["lo"][j], upd["hi"][j])
+                solved[i] = st.solver.run(_SolveContext(st.cfg.name, slot, t_s))
             except (InfeasibleError, SolverError) as exc:
                 fallback[i] = self._fallback(inp.data(i), exc)
-        first = self._store_solutions(slot, solved)
+        first = self._store_solutions(slot, solved, groups)
         for i, plan in fallback.items():
             self._store_plan(i, self._states[i], slot, plan)
             first[i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
@@ -510,12 +524,13 @@ class ProsumerFleet:
                 groups.setdefault(st.solver.tpl, []).append(i)
         return {tpl: np.array(rows) for tpl, rows in groups.items()}
 
-    def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]]) -> dict[int, tuple]:
+    def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]],
+                         groups: dict) -> dict[int, tuple]:
         """Keep each solved LP's plan over the horizon; return what the bids need from its first slot: (import,
-        export, reserve up, reserve down, marginal value), per prosumer."""
+        export, reserve up, reserve down, marginal value), per prosumer (``groups``: :meth:`_groups`)."""
         s = slice(slot, slot + self.horizon_slots)
         first: dict[int, tuple] = {}
-        for tpl, rows in self._groups().items():
+        for tpl, rows in groups.items():
             rows = [i for i in rows.tolist() if i in solved]
             if not rows:
                 continue
@@ -628,6 +643,13 @@ class ProsumerFleet:
     def dispatch(self, t_s: float, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
         """Real time for [t_s, t_s + step_s): returns one record per prosumer (intervals skipped by
         the caller are first run with no setpoints)."""
+        cols = self.dispatch_columns(t_s, setpoints)
+        return [StepRecord(*row) for row in zip(self.names, *(cols[k].tolist() for k in _RECORD_COLUMNS),
+                                                       strict=True)]
+
+    def dispatch_columns(self, t_s: float, setpoints: Mapping[str, Setpoint]) -> dict[str, np.ndarray]:
+        """:meth:`dispatch` as columns: every :class:`StepRecord` field after ``prosumer`` as an array (n,) in the
+        order of ``names`` (the same values; no record objects to build for a large fleet)."""
         step = int(round(t_s / self.step_s))
         if step < self._next_step or step >= self.n_steps:
             raise ValueError(
@@ -638,11 +660,10 @@ class ProsumerFleet:
             self._dispatch_step(self._next_step, {})
         return self._dispatch_step(step, setpoints)
 
-    def _dispatch_step(self, step: int, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
+    def _dispatch_step(self, step: int, setpoints: Mapping[str, Setpoint]) -> dict[str, np.ndarray]:
         self._next_step = step + 1
         cols = self._dispatch_arrays(step, setpoints)
-        return [StepRecord(*row) for row in zip(self.names, *(cols[k].tolist() for k in _RECORD_COLUMNS),
-                                                       strict=True)]
+        return {k: np.array(cols[k]) for k in _RECORD_COLUMNS}  # copies: the caller may keep them
 
     def _setpoint_arrays(self, setpoints: Mapping[str, Setpoint]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """delta_p_kw, max_export_kw, max_import_kw per prosumer (0 / NaN = no cap when it has no setpoint)."""
