@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from federates.common.errors import ConfigError, InfeasibleError, SolverError
-from federates.prosumer.bidding import Bid, bid_from, limit_price
+from federates.prosumer.bidding import Bid, bids_from, limit_price
 from federates.prosumer.devices import (
     FlexLoadConfig,
     Location,
@@ -491,20 +491,17 @@ class ProsumerFleet:
                 solved[i] = st.solver.run(_SolveContext(st.cfg.name, slot, t_s))
             except (InfeasibleError, SolverError) as exc:
                 fallback[i] = self._fallback(inp.data(i), exc)
-        first = self._store_solutions(slot, solved, groups)
+        first = self._store_solutions(slot, solved, groups)  # import, export, reserve up, down, marginal value
         for i, plan in fallback.items():
             self._store_plan(i, self._states[i], slot, plan)
-            first[i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
-                        plan.marginal_value_per_kwh)
-        n = len(self._states)
-        lam = np.array([first[i][4] for i in range(n)], dtype=float)
-        value = limit_price(lam, float(self.export_slot[slot]), float(self.retail_slot[slot])).tolist()
-        p2p_buy_kw = (self.p2p_kwh[:, slot] / self.slot_h).tolist()
-        return [
-            bid_from(st.cfg.name, slot, *first[i][:4], value[i], fallback=i in fallback, slot_h=self.slot_h,
-                     p2p_buy_kw=p2p_buy_kw[i], p2p_enabled=self.p2p_enabled, vpp_enabled=self.vpp_enabled)
-            for i, st in enumerate(self._states)
-        ]
+            first[:, i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
+                           plan.marginal_value_per_kwh)
+        value = limit_price(first[4], float(self.export_slot[slot]), float(self.retail_slot[slot]))
+        is_fallback = np.zeros(len(self.names), bool)
+        is_fallback[list(fallback)] = True
+        return bids_from(self.names, slot, *first[:4], value, is_fallback, slot_h=self.slot_h,
+                         p2p_buy_kw=self.p2p_kwh[:, slot] / self.slot_h, p2p_enabled=self.p2p_enabled,
+                         vpp_enabled=self.vpp_enabled)
 
     def hems_inputs(self, t_s: float, slot: int) -> list[HemsData]:
         """The LP data each prosumer would solve for ``plan(t_s, slot)`` (for benchmarks and inspection)."""
@@ -525,11 +522,12 @@ class ProsumerFleet:
         return {tpl: np.array(rows) for tpl, rows in groups.items()}
 
     def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]],
-                         groups: dict) -> dict[int, tuple]:
-        """Keep each solved LP's plan over the horizon; return what the bids need from its first slot: (import,
-        export, reserve up, reserve down, marginal value), per prosumer (``groups``: :meth:`_groups`)."""
+                         groups: dict) -> np.ndarray:
+        """Keep each solved LP's plan over the horizon; return what the bids need from its first slot, (5, n):
+        import, export, reserve up, reserve down, marginal value (zeros for the unsolved; ``groups``:
+        :meth:`_groups`)."""
         s = slice(slot, slot + self.horizon_slots)
-        first: dict[int, tuple] = {}
+        first = np.zeros((5, len(self.names)))
         for tpl, rows in groups.items():
             rows = [i for i in rows.tolist() if i in solved]
             if not rows:
@@ -542,9 +540,8 @@ class ProsumerFleet:
             nf = int(self._n_flex[rows[0]])
             if nf:
                 self.plan_flex_kw[rows, :nf, s] = x[:, tpl.c_flex].reshape(len(rows), nf, -1)
-            lam = [float(solved[i][1]) / tpl.dt for i in rows]
-            for j, i in enumerate(rows):
-                first[i] = (imp[j, 0], exp[j, 0], x[j, tpl.c_rup[0]], x[j, tpl.c_rdn[0]], lam[j])
+            lam = np.array([solved[i][1] for i in rows], dtype=float) / tpl.dt
+            first[:, rows] = imp[:, 0], exp[:, 0], x[:, tpl.c_rup[0]], x[:, tpl.c_rdn[0]], lam
         return first
 
     def _store_plan(self, i: int, st: _Prosumer, slot: int, plan: HemsPlan) -> None:
