@@ -17,6 +17,7 @@ distribution network (+ export, - import), including committed P2P positions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,3 +103,33 @@ def bid_from(
         flex_price_per_kwh=value,
         planned_p_kw=(p_kw, p_kw),
     )
+
+
+def bids_from(
+    prosumers: Sequence[str],
+    slot: int,
+    import_kw: np.ndarray,
+    export_kw: np.ndarray,
+    reserve_up_kw: np.ndarray,
+    reserve_down_kw: np.ndarray,
+    value: np.ndarray,
+    fallback: np.ndarray,
+    *,
+    slot_h: float,
+    p2p_buy_kw: np.ndarray,
+    p2p_enabled: bool,
+    vpp_enabled: bool,
+) -> list[Bid]:
+    """:func:`bid_from` of many prosumers at once (arrays, one element each; the same values, element by
+    element)."""
+    usable = ~fallback
+    buy = np.where(usable & p2p_enabled, import_kw * slot_h, 0.0)
+    sell = np.where(usable & p2p_enabled, export_kw * slot_h, 0.0)
+    offer = usable & vpp_enabled
+    up = np.where(offer, np.where(reserve_up_kw > 0.0, reserve_up_kw, 0.0), 0.0)  # max(0.0, x), as bid_from
+    down = np.where(offer, np.where(reserve_down_kw > 0.0, reserve_down_kw, 0.0), 0.0)
+    p_kw = export_kw - import_kw - p2p_buy_kw
+    cols = (np.where(buy > _TINY_KWH, buy, 0.0), np.where(sell > _TINY_KWH, sell, 0.0), up, down, value, p_kw)
+    return [Bid(prosumer=name, slot=slot, buy_kwh=b, buy_limit_price_per_kwh=v, sell_kwh=s,
+                sell_limit_price_per_kwh=v, flex_up_kw=u, flex_down_kw=d, flex_price_per_kwh=v, planned_p_kw=(p, p))
+            for name, b, s, u, d, v, p in zip(prosumers, *(c.tolist() for c in cols), strict=True)]

@@ -24,11 +24,34 @@ NETWORK by the named element. ``grid_kw`` > 0 = export; ``battery_kw`` > 0 = dis
 ``grid_kw = pv_kw - curtailed_kw - load_kw - flex_kw + battery_kw``. ``p2p_commit_kw`` follows the same
 convention (+ = net SOLD to peers, average kW over the slot), the opposite sign of ``commit_p2p``'s
 ``net_kwh`` (+ = bought), which is a market quantity, not a power.
+
+Real-time dispatch of one prosumer in the interval [a, b) h of 30-min slot ``k`` (what every element of the
+fleet's arrays does; the fleet computes it for all prosumers at once, with numpy, element by element in this
+order, so each value is the one these scalar steps give, bit for bit):
+
+1. each flexible load's window opening in [a, b) makes its whole energy owed until its deadline; the load may
+   run at most ``most = min(p_max x (share of [a, b) inside the window), owed / (b - a))`` and must run at least
+   ``must = min(max(0, owed - p_max x (deadline - b)) / (b - a), most)`` (0 and 0 when no window is open); it
+   follows its plan ``plan_flex[k] / (share of slot k inside the window) x (share of [a, b) inside it)`` (0
+   when the slot has no window time) kept inside [must, most];
+2. ``base = pv - load - sum(flex)``; the battery is asked for ``plan_g[k] + delta_p - base`` when slot ``k``
+   is planned (else ``delta_p``), within its limits: charge at most ``min(p_max, max(0, soc_max - soc) /
+   (eta_c dt))``, discharge at most ``min(p_max, max(0, soc - floor) eta_d / dt)``;
+3. export cap: when ``base + battery`` exceeds it, the excess is absorbed by more charge, then by running the
+   flexible loads up to ``most`` (in their order), then by curtailing PV (at most ``pv``);
+4. import cap: when ``-grid`` exceeds it, the deficit is covered by more discharge (down to soc_min, the
+   resilience floor waived), then by deferring flexible loads down to ``must`` (in their order);
+5. booking: ``soc -= dt x (battery / eta_d if battery > 0 else battery x eta_c)``; each load's owed energy
+   drops by its power x (b - a) (not below 0); a window closing by ``b`` books what is still owed as unmet
+   (when above 1e-7 kWh); ``grid = pv - curtailed - load - sum(flex) + battery``; the peak import is
+   ``max(peak, -grid)``. Sums run over a prosumer's flexible loads in their order; ``min``/``max`` keep the
+   first argument on ties, as Python's do.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import math
@@ -36,12 +59,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from federates.common.errors import ConfigError, InfeasibleError, SolverError
-from federates.prosumer.bidding import Bid, bid_from, limit_price
+from federates.prosumer.bidding import Bid, bids_from, limit_price
 from federates.prosumer.devices import (
     FlexLoadConfig,
     Location,
@@ -122,60 +146,81 @@ def _key(cfg: FlexLoadConfig) -> tuple:
     return (cfg.earliest_h, cfg.deadline_h, cfg.energy_kwh, cfg.p_max_kw)
 
 
-def _overlap_h(cfg: FlexLoadConfig, a_h: float, b_h: float) -> float:
-    return sum(max(0.0, min(b_h, e) - max(a_h, s)) for s, e in _occurrences(cfg, a_h, b_h))
+def _pmin(a, b):
+    """Python's ``min(a, b)`` element by element: ``b`` where ``b < a``, else ``a`` (ties and signed zeros too)."""
+    return np.where(b < a, b, a)
 
 
-@dataclass
-class _Flex:
-    """Real-time state of one flexible load: energy still owed in its open window."""
-
-    cfg: FlexLoadConfig
-    rem_kwh: float = 0.0
-    end_h: float | None = None
-
-    def open_windows(self, a_h: float, b_h: float) -> None:
-        """Open a window that starts in [a_h, b_h) (a window already open at the run start is pro-rated)."""
-        for start, end in _occurrences(self.cfg, a_h, b_h):
-            if a_h - _EPS <= start < b_h - _EPS:
-                self.rem_kwh, self.end_h = self.cfg.energy_kwh, end
-
-    def limits(self, a_h: float, b_h: float) -> tuple[float, float]:
-        """(must-run, most) kW in [a_h, b_h): the minimum keeps the rest deliverable before the deadline."""
-        dt_h = b_h - a_h
-        if self.end_h is None:
-            return 0.0, 0.0
-        p = self.cfg.p_max_kw
-        most = min(p * _overlap_h(self.cfg, a_h, b_h) / dt_h, self.rem_kwh / dt_h)
-        must = max(0.0, self.rem_kwh - p * max(0.0, self.end_h - b_h)) / dt_h
-        return min(must, most), most
-
-    def deliver(self, p_kw: float, a_h: float, b_h: float) -> float:
-        """Book ``p_kw`` over [a_h, b_h); return the energy left unmet if the window closed."""
-        self.rem_kwh = max(0.0, self.rem_kwh - p_kw * (b_h - a_h))
-        if self.end_h is not None and self.end_h <= b_h + _EPS:
-            unmet, self.rem_kwh, self.end_h = self.rem_kwh, 0.0, None
-            return unmet if unmet > 1e-7 else 0.0
-        return 0.0
+def _pmax(a, b):
+    """Python's ``max(a, b)`` element by element: ``b`` where ``b > a``, else ``a``."""
+    return np.where(b > a, b, a)
 
 
-class _Interval:
-    """One real-time interval: its step, 30-min slot, 15-min slot and [a_h, b_h) in hours."""
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """Python's ``sum()`` of each row of ``a`` (n, F), in column order from 0 (padding zeros change nothing: a
+    partial sum from +0 is never -0)."""
+    total = np.zeros(a.shape[0])
+    for f in range(a.shape[1]):
+        total = total + a[:, f]
+    return total
 
-    def __init__(self, step: int, steps_per_slot: int, h0: float, step_h: float):
-        self.slot, self.slot15 = step // steps_per_slot, step // (steps_per_slot // 2)
-        self.a_h = h0 + step * step_h
-        self.b_h = self.a_h + step_h
+
+def _days(from_h: float, to_h: float) -> range:
+    """The days :func:`_occurrences` looks at for [from_h, to_h)."""
+    return range(math.floor(from_h / 24.0) - 1, math.floor(to_h / 24.0) + 1)
+
+
+@dataclass(frozen=True)
+class _FlexTable:
+    """The flexible loads of a fleet as (prosumer, position) arrays (n, F), F the most loads of one prosumer;
+    positions past a prosumer's own loads are padding (``has`` False, zeros)."""
+
+    has: np.ndarray
+    earliest_h: np.ndarray
+    deadline_h: np.ndarray
+    energy_kwh: np.ndarray
+    p_max_kw: np.ndarray
+    keys: tuple[tuple, ...]
+    """The distinct window shapes (:func:`_key`); ``key_id`` (n, F) points into it (-1 for padding)."""
+    key_id: np.ndarray
+
+    @classmethod
+    def of(cls, prosumers: Sequence[ProsumerConfig]) -> _FlexTable:
+        n, width = len(prosumers), max((len(p.flex_loads) for p in prosumers), default=0)
+        has = np.zeros((n, width), bool)
+        cols = {k: np.zeros((n, width)) for k in ("earliest_h", "deadline_h", "energy_kwh", "p_max_kw")}
+        keys: dict[tuple, int] = {}
+        key_id = np.full((n, width), -1)
+        for i, p in enumerate(prosumers):
+            for f, cfg in enumerate(p.flex_loads):
+                has[i, f] = True
+                for k, arr in cols.items():
+                    arr[i, f] = getattr(cfg, k)
+                key_id[i, f] = keys.setdefault(_key(cfg), len(keys))
+        return cls(has=has, keys=tuple(keys), key_id=key_id, **cols)
+
+    @property
+    def width(self) -> int:
+        return self.has.shape[1]
+
+    def overlap_h(self, a_h: float, b_h: float) -> np.ndarray:
+        """Hours of [a_h, b_h) inside each load's windows (the scalar ``_overlap_h`` of every element)."""
+        total = np.zeros(self.has.shape)
+        for day in _days(a_h, b_h):
+            start, end = 24.0 * day + self.earliest_h, 24.0 * day + self.deadline_h
+            term = _pmax(0.0, _pmin(b_h, end) - _pmax(a_h, start))
+            total = total + np.where((start < b_h) & (end > a_h), term, 0.0)
+        return total
 
 
 @dataclass
 class _Prosumer:
+    """A prosumer's static data, its LP and views of its rows of the fleet's plans (real-time state such as the
+    SOC lives in the fleet's arrays)."""
+
     cfg: ProsumerConfig
     battery: BatteryParams
     floor_kwh: float
-    soc_kwh: float
-    flex: list[_Flex]
-    peak_import_kw: float = 0.0
     solver: CompiledHems | None = None
     plan_b_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
     plan_g_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -212,6 +257,17 @@ def _check_fleet(
         raise ConfigError(problems, source="ProsumerFleet")
 
 
+class _SolveContext(NamedTuple):
+    """Which LP a solve is (formatted only when it fails)."""
+
+    prosumer: str
+    slot: int
+    t_s: float
+
+    def __str__(self) -> str:
+        return f"prosumer {self.prosumer} slot {self.slot} at t={self.t_s:g} s"
+
+
 @dataclass
 class _LpInputs:
     """The HEMS LP inputs of every prosumer of a fleet for one decision (rows = prosumers; see HemsData)."""
@@ -225,14 +281,17 @@ class _LpInputs:
     reserve_up_award_kw: np.ndarray
     reserve_down_award_kw: np.ndarray
     reserve_value_per_kw: np.ndarray
-    flex: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # fmax, new, rem_max, rem0 per prosumer
+    flex_max_kw: np.ndarray       # (n, F, H), F: the fleet's _FlexTable width; prosumer i uses [i, :n_flex_i]
+    flex_new_kwh: np.ndarray      # (n, F, H)
+    flex_rem_max_kwh: np.ndarray  # (n, F, H)
+    flex_rem_init_kwh: np.ndarray  # (n, F)
     terminal_value_per_kwh: np.ndarray
     peak_so_far_kw: np.ndarray
 
     def data(self, i: int) -> HemsData:
         """Prosumer ``i``'s LP data."""
         fl = self.fleet
-        fmax, new, rmax, rem0 = self.flex[i]
+        nf = int(fl._n_flex[i])
         return HemsData(
             slot_h=fl.slot_h,
             battery=fl._states[i].battery,
@@ -244,10 +303,10 @@ class _LpInputs:
             reserve_up_award_kw=self.reserve_up_award_kw[i],
             reserve_down_award_kw=self.reserve_down_award_kw[i],
             reserve_value_per_kw=self.reserve_value_per_kw,
-            flex_max_kw=fmax,
-            flex_new_kwh=new,
-            flex_rem_max_kwh=rmax,
-            flex_rem_init_kwh=rem0,
+            flex_max_kw=self.flex_max_kw[i, :nf],
+            flex_new_kwh=self.flex_new_kwh[i, :nf],
+            flex_rem_max_kwh=self.flex_rem_max_kwh[i, :nf],
+            flex_rem_init_kwh=self.flex_rem_init_kwh[i, :nf],
             terminal_value_per_kwh=float(self.terminal_value_per_kwh[i]),
             demand_charge_per_kw=fl.tariff.demand_charge_per_kw,
             peak_so_far_kw=float(self.peak_so_far_kw[i]),
@@ -256,16 +315,18 @@ class _LpInputs:
     def updates(self, tpl, rows: np.ndarray) -> dict:
         """The vectors :meth:`CompiledHems.push_arrays` writes, for the prosumers ``rows`` sharing ``tpl``
         (the same values as :meth:`CompiledHems.push` of each one's :meth:`data`)."""
-        flex = [self.flex[i] for i in rows.tolist()]
-        fmax, new, rmax, rem0 = (np.array([f[k] for f in flex]) for k in range(4))
+        nf = int(self.fleet._n_flex[rows[0]])
+        fmax, new, rmax = (a[rows, :nf] for a in (self.flex_max_kw, self.flex_new_kwh, self.flex_rem_max_kwh))
+        rem0 = self.flex_rem_init_kwh[rows, :nf]
         eq, lb = tpl.row_updates_batch(self.net_load_kw[rows], self.soc_init_kwh[rows], new, rem0,
                                        self.reserve_up_award_kw[rows], self.reserve_down_award_kw[rows])
         cost = tpl.cost_updates_batch(self.retail_price_per_kwh, self.buyback_price_per_kwh,
                                       self.reserve_value_per_kw, self.terminal_value_per_kwh[rows])
         lo, hi = tpl.bound_updates_batch(self.soc_floor_kwh[rows], self.fleet._battery["soc_max_kwh"][rows], fmax,
                                          rmax, self.peak_so_far_kw[rows])
-        return {"row": {i: j for j, i in enumerate(rows.tolist())}, "eq": eq, "lb": lb, "cost": cost, "lo": lo,
-                "hi": hi}
+        row_lo, row_hi = tpl.row_bounds_batch(eq, lb)
+        return {"row": {i: j for j, i in enumerate(rows.tolist())}, "row_lo": row_lo, "row_hi": row_hi, "cost": cost,
+                "lo": lo, "hi": hi}
 
 
 class ProsumerFleet:
@@ -318,20 +379,33 @@ class ProsumerFleet:
         self.p2p_kwh = np.zeros((n, self.n_slots))
         self.award_up_kw = np.zeros((n, 2 * self.n_slots))
         self.award_dn_kw = np.zeros((n, 2 * self.n_slots))
+        self._pos = {name: i for i, name in enumerate(self.names)}
+        self._flex = _FlexTable.of(prosumers)
+        self._n_flex = self._flex.has.sum(axis=1)
         self._new_plans()
         self._states = [self._new_state(p, i) for i, p in enumerate(prosumers)]
         bats = [st.battery for st in self._states]
-        self._battery = {k: np.array([getattr(b, k) for b in bats], dtype=float)
-                         for k in ("p_max_kw", "eta_charge", "eta_discharge", "soc_min_kwh", "soc_max_kwh")}
+        keys = ("capacity_kwh", "p_max_kw", "eta_charge", "eta_discharge", "soc_min_kwh", "soc_max_kwh")
+        self._battery = {k: np.array([getattr(b, k) for b in bats], dtype=float) for k in keys}
         self._battery["floor_kwh"] = np.array([st.floor_kwh for st in self._states], dtype=float)
         self._next_step = 0
 
     def _new_plans(self) -> None:
-        """Every prosumer's current plan over the run, one row each (a prosumer's state holds views of its row)."""
-        n = len(self.names)
+        """Every prosumer's current plan over the run and its real-time state, one row each (a prosumer's
+        :class:`_Prosumer` holds views of its rows of the plans).
+
+        State: ``soc_kwh`` and ``peak_import_kw`` (n,); per flexible load (n, F), see :class:`_FlexTable`: the
+        energy still owed in its open window ``flex_rem_kwh`` and that window's deadline ``flex_end_h`` (NaN when
+        no window is open)."""
+        n, width = len(self.names), self._flex.width
         self.plan_b_kw = np.zeros((n, self.n_slots))   # battery, + = discharging
         self.plan_g_kw = np.zeros((n, self.n_slots))   # net injection, P2P position included
+        self.plan_flex_kw = np.zeros((n, width, self.n_slots))
         self.planned = np.zeros((n, self.n_slots), bool)
+        self.soc_kwh = np.zeros(n)
+        self.peak_import_kw = np.zeros(n)
+        self.flex_rem_kwh = np.zeros((n, width))
+        self.flex_end_h = np.full((n, width), np.nan)
 
     # ------------------------------------------------------------------------------------ set-up
     def _generate_profiles(self, prosumers: Sequence[ProsumerConfig], seed: int, total: int) -> None:
@@ -354,22 +428,20 @@ class ProsumerFleet:
         self.forecast_net_slot_kw = (fc_load - fc_pv).reshape(n, self.n_slots, -1).mean(axis=2)
 
     def _new_state(self, cfg: ProsumerConfig, i: int) -> _Prosumer:
-        battery, floor_kwh, soc = _battery_params(cfg)
-        flex = [_Flex(f) for f in cfg.flex_loads]
-        for fl in flex:  # a window already open at the start owes its pro-rated share
-            for start, end in _occurrences(fl.cfg, self.h0, self.h0 + _EPS):
+        """Prosumer ``i``'s :class:`_Prosumer`; sets its initial SOC and flexible-load state in the arrays."""
+        battery, floor_kwh, self.soc_kwh[i] = _battery_params(cfg)
+        for f, fl in enumerate(cfg.flex_loads):  # a window already open at the start owes its pro-rated share
+            for start, end in _occurrences(fl, self.h0, self.h0 + _EPS):
                 if start < self.h0 - _EPS:
-                    fl.rem_kwh, fl.end_h = fl.cfg.energy_kwh * (end - self.h0) / (end - start), end
-        nf = len(flex)
+                    self.flex_rem_kwh[i, f] = fl.energy_kwh * (end - self.h0) / (end - start)
+                    self.flex_end_h[i, f] = end
         return _Prosumer(
             cfg=cfg,
             battery=battery,
             floor_kwh=floor_kwh,
-            soc_kwh=soc,
-            flex=flex,
             plan_b_kw=self.plan_b_kw[i],
             plan_g_kw=self.plan_g_kw[i],
-            plan_flex_kw=np.zeros((nf, self.n_slots)),
+            plan_flex_kw=self.plan_flex_kw[i, : len(cfg.flex_loads)],
             planned=self.planned[i],
         )
 
@@ -379,7 +451,7 @@ class ProsumerFleet:
         Layer I bid gate, ``dispatch`` with no setpoints), it reproduces that run's steps, so a market run can
         settle each member against its own top-down bill (the VPP's guarantee, :mod:`runner.ledger`).
         Profiles are shared with this fleet (read-only); states, plans, solvers and commitments are fresh."""
-        if self._next_step or any(st.planned.any() for st in self._states):
+        if self._next_step or self.planned.any():
             raise ValueError("make the top-down twin before the fleet plans or dispatches")
         twin = copy.copy(self)
         twin.p2p_enabled = twin.vpp_enabled = False
@@ -407,31 +479,29 @@ class ProsumerFleet:
                     st.solver = CompiledHems(inp.data(i), self.highs_options)
                 except (InfeasibleError, SolverError) as exc:
                     fallback[i] = self._fallback(inp.data(i), exc)
-        updates = {id(tpl): inp.updates(tpl, rows) for tpl, rows in self._groups().items()}
+        groups = self._groups()
+        updates = {id(tpl): inp.updates(tpl, rows) for tpl, rows in groups.items()}
         for i, st in enumerate(self._states):
             if i in fallback:
                 continue
             upd = updates[id(st.solver.tpl)]
             j = upd["row"][i]
             try:
-                st.solver.push_arrays(upd["eq"][j], upd["lb"][j], upd["cost"][j], upd["lo"][j], upd["hi"][j])
-                solved[i] = st.solver.run(f"prosumer {st.cfg.name} slot {slot} at t={t_s:g} s")
+                st.solver.push_arrays(upd["row_lo"][j], upd["row_hi"][j], upd["cost"][j], upd["lo"][j], upd["hi"][j])
+                solved[i] = st.solver.run(_SolveContext(st.cfg.name, slot, t_s))
             except (InfeasibleError, SolverError) as exc:
                 fallback[i] = self._fallback(inp.data(i), exc)
-        first = self._store_solutions(slot, solved)
+        first = self._store_solutions(slot, solved, groups)  # import, export, reserve up, down, marginal value
         for i, plan in fallback.items():
             self._store_plan(i, self._states[i], slot, plan)
-            first[i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
-                        plan.marginal_value_per_kwh)
-        n = len(self._states)
-        lam = np.array([first[i][4] for i in range(n)], dtype=float)
-        value = limit_price(lam, float(self.export_slot[slot]), float(self.retail_slot[slot])).tolist()
-        p2p_buy_kw = (self.p2p_kwh[:, slot] / self.slot_h).tolist()
-        return [
-            bid_from(st.cfg.name, slot, *first[i][:4], value[i], fallback=i in fallback, slot_h=self.slot_h,
-                     p2p_buy_kw=p2p_buy_kw[i], p2p_enabled=self.p2p_enabled, vpp_enabled=self.vpp_enabled)
-            for i, st in enumerate(self._states)
-        ]
+            first[:, i] = (plan.import_kw[0], plan.export_kw[0], plan.reserve_up_kw[0], plan.reserve_down_kw[0],
+                           plan.marginal_value_per_kwh)
+        value = limit_price(first[4], float(self.export_slot[slot]), float(self.retail_slot[slot]))
+        is_fallback = np.zeros(len(self.names), bool)
+        is_fallback[list(fallback)] = True
+        return bids_from(self.names, slot, *first[:4], value, is_fallback, slot_h=self.slot_h,
+                         p2p_buy_kw=self.p2p_kwh[:, slot] / self.slot_h, p2p_enabled=self.p2p_enabled,
+                         vpp_enabled=self.vpp_enabled)
 
     def hems_inputs(self, t_s: float, slot: int) -> list[HemsData]:
         """The LP data each prosumer would solve for ``plan(t_s, slot)`` (for benchmarks and inspection)."""
@@ -451,12 +521,14 @@ class ProsumerFleet:
                 groups.setdefault(st.solver.tpl, []).append(i)
         return {tpl: np.array(rows) for tpl, rows in groups.items()}
 
-    def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]]) -> dict[int, tuple]:
-        """Keep each solved LP's plan over the horizon; return what the bids need from its first slot: (import,
-        export, reserve up, reserve down, marginal value), per prosumer."""
+    def _store_solutions(self, slot: int, solved: dict[int, tuple[np.ndarray, float]],
+                         groups: dict) -> np.ndarray:
+        """Keep each solved LP's plan over the horizon; return what the bids need from its first slot, (5, n):
+        import, export, reserve up, reserve down, marginal value (zeros for the unsolved; ``groups``:
+        :meth:`_groups`)."""
         s = slice(slot, slot + self.horizon_slots)
-        first: dict[int, tuple] = {}
-        for tpl, rows in self._groups().items():
+        first = np.zeros((5, len(self.names)))
+        for tpl, rows in groups.items():
             rows = [i for i in rows.tolist() if i in solved]
             if not rows:
                 continue
@@ -465,14 +537,11 @@ class ProsumerFleet:
             self.plan_b_kw[rows, s] = x[:, tpl.c_dis] - x[:, tpl.c_ch]
             self.plan_g_kw[rows, s] = exp - imp - self.p2p_kwh[rows, s] / self.slot_h
             self.planned[rows, s] = True
-            nf = len(self._states[rows[0]].flex)
+            nf = int(self._n_flex[rows[0]])
             if nf:
-                flex = x[:, tpl.c_flex].reshape(len(rows), nf, -1)
-                for j, i in enumerate(rows):
-                    self._states[i].plan_flex_kw[:, s] = flex[j]
-            lam = [float(solved[i][1]) / tpl.dt for i in rows]
-            for j, i in enumerate(rows):
-                first[i] = (imp[j, 0], exp[j, 0], x[j, tpl.c_rup[0]], x[j, tpl.c_rdn[0]], lam[j])
+                self.plan_flex_kw[rows, :nf, s] = x[:, tpl.c_flex].reshape(len(rows), nf, -1)
+            lam = np.array([solved[i][1] for i in rows], dtype=float) / tpl.dt
+            first[:, rows] = imp[:, 0], exp[:, 0], x[:, tpl.c_rup[0]], x[:, tpl.c_rdn[0]], lam
         return first
 
     def _store_plan(self, i: int, st: _Prosumer, slot: int, plan: HemsPlan) -> None:
@@ -485,7 +554,7 @@ class ProsumerFleet:
     def _project_soc(self, t_s: float, hs_s: float) -> np.ndarray:
         """Every prosumer's SOC expected at ``hs_s`` if its current plan is followed from ``t_s``."""
         b = self._battery
-        soc = np.array([st.soc_kwh for st in self._states], dtype=float)
+        soc = self.soc_kwh
         k = int(t_s // self.slot_s)
         while k * self.slot_s < hs_s:
             span_h = (min((k + 1) * self.slot_s, hs_s) - max(k * self.slot_s, t_s)) / 3600.0
@@ -499,19 +568,27 @@ class ProsumerFleet:
         reach = soc0[:, None] + (b["p_max_kw"] * b["eta_charge"] * self.slot_h)[:, None] * np.arange(1, h + 1)
         return np.maximum(b["soc_min_kwh"][:, None], np.minimum(b["floor_kwh"][:, None], reach))
 
-    def _flex_data(self, st: _Prosumer, t_s: float, slot: int):
-        h, nf, dt = self.horizon_slots, len(st.flex), self.slot_h
+    def _flex_data(self, t_s: float, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every flexible load's LP data over the horizon (flex_max_kw, flex_new_kwh, flex_rem_max_kwh: (n, F, H);
+        flex_rem_init_kwh: (n, F); padding zeros; see :class:`HemsData`): the windows' shapes, and the energy
+        still owed at the horizon start by a window open across it (what real time still owes minus what the
+        current plan runs until then, within what the rest of the window can take)."""
+        fx, h, dt = self._flex, self.horizon_slots, self.slot_h
         now_h, hs_h = self.h0 + t_s / 3600.0, self.h0 + slot * dt
-        fmax, new, rmax, rem0 = np.zeros((nf, h)), np.zeros((nf, h)), np.zeros((nf, h)), np.zeros(nf)
+        windows = np.zeros((len(fx.keys) + 1, 3, h))  # the last row for padding (key_id -1)
+        for u, key in enumerate(fx.keys):
+            windows[u] = _horizon_windows(key, round(hs_h, 9), h, dt)
+        per_load = windows[fx.key_id]
+        rem0 = np.zeros(fx.has.shape)
         k_now = int(t_s // self.slot_s)
-        for f, fl in enumerate(st.flex):
-            fmax[f], new[f], rmax[f] = _horizon_windows(_key(fl.cfg), round(hs_h, 9), h, dt)
-            for start, end in _occurrences(fl.cfg, hs_h, hs_h + _EPS):
-                if start < hs_h - _EPS:  # window open across the horizon start
-                    owed = fl.rem_kwh if fl.end_h == end else fl.cfg.energy_kwh
-                    ahead = st.plan_flex_kw[f, k_now] * max(0.0, hs_h - max(now_h, start))
-                    rem0[f] = np.clip(owed - ahead, 0.0, fl.cfg.p_max_kw * (end - hs_h))
-        return fmax, new, rmax, rem0
+        for day in _days(hs_h, hs_h + _EPS):
+            start, end = 24.0 * day + fx.earliest_h, 24.0 * day + fx.deadline_h
+            across = fx.has & (start < hs_h + _EPS) & (end > hs_h) & (start < hs_h - _EPS)
+            if across.any():  # window open across the horizon start
+                owed = np.where(self.flex_end_h == end, self.flex_rem_kwh, fx.energy_kwh)
+                ahead = self.plan_flex_kw[:, :, k_now] * _pmax(0.0, hs_h - _pmax(now_h, start))
+                rem0 = np.where(across, np.clip(owed - ahead, 0.0, fx.p_max_kw * (end - hs_h)), rem0)
+        return per_load[:, :, 0], per_load[:, :, 1], per_load[:, :, 2], rem0
 
     def _lp_inputs(self, t_s: float, slot: int) -> _LpInputs:
         h, n = self.horizon_slots, len(self._states)
@@ -521,6 +598,7 @@ class ProsumerFleet:
         reward = np.zeros(h)
         reward[0] = self.reserve_value_per_kw
         b = self._battery
+        fmax, new, rmax, rem0 = self._flex_data(t_s, slot)
         return _LpInputs(
             fleet=self,
             net_load_kw=self.forecast_net_slot_kw[:, s] - self.p2p_kwh[:, s] / self.slot_h,
@@ -531,16 +609,19 @@ class ProsumerFleet:
             reserve_up_award_kw=self.award_up_kw[:, q].reshape(n, h, 2).max(axis=2),
             reserve_down_award_kw=self.award_dn_kw[:, q].reshape(n, h, 2).max(axis=2),
             reserve_value_per_kw=reward,
-            flex=[self._flex_data(st, t_s, slot) for st in self._states],
+            flex_max_kw=fmax,
+            flex_new_kwh=new,
+            flex_rem_max_kwh=rmax,
+            flex_rem_init_kwh=rem0,
             terminal_value_per_kwh=np.where(b["p_max_kw"] != 0, b["eta_discharge"] * self.terminal_retail, 0.0),
-            peak_so_far_kw=np.array([st.peak_import_kw for st in self._states], dtype=float),
+            peak_so_far_kw=self.peak_import_kw.copy(),
         )
 
     # --------------------------------------------------------------------------------- commitments
     def _index(self, name: str) -> int:
         try:
-            return self.names.index(name)
-        except ValueError:
+            return self._pos[name]
+        except KeyError:
             raise ConfigError(f"unknown prosumer {name!r}; known: {self.names[:5]}...") from None
 
     def commit_p2p(self, slot: int, net_kwh: Mapping[str, float]) -> None:
@@ -559,6 +640,13 @@ class ProsumerFleet:
     def dispatch(self, t_s: float, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
         """Real time for [t_s, t_s + step_s): returns one record per prosumer (intervals skipped by
         the caller are first run with no setpoints)."""
+        cols = self.dispatch_columns(t_s, setpoints)
+        return [StepRecord(*row) for row in zip(self.names, *(cols[k].tolist() for k in _RECORD_COLUMNS),
+                                                       strict=True)]
+
+    def dispatch_columns(self, t_s: float, setpoints: Mapping[str, Setpoint]) -> dict[str, np.ndarray]:
+        """:meth:`dispatch` as columns: every :class:`StepRecord` field after ``prosumer`` as an array (n,) in the
+        order of ``names`` (the same values; no record objects to build for a large fleet)."""
         step = int(round(t_s / self.step_s))
         if step < self._next_step or step >= self.n_steps:
             raise ValueError(
@@ -569,113 +657,143 @@ class ProsumerFleet:
             self._dispatch_step(self._next_step, {})
         return self._dispatch_step(step, setpoints)
 
-    def _dispatch_step(self, step: int, setpoints: Mapping[str, Setpoint]) -> list[StepRecord]:
+    def _dispatch_step(self, step: int, setpoints: Mapping[str, Setpoint]) -> dict[str, np.ndarray]:
         self._next_step = step + 1
-        none = Setpoint()
-        return [
-            self._dispatch_one(i, st, step, setpoints.get(st.cfg.name, none))
-            for i, st in enumerate(self._states)
-        ]
+        cols = self._dispatch_arrays(step, setpoints)
+        return {k: np.array(cols[k]) for k in _RECORD_COLUMNS}  # copies: the caller may keep them
+
+    def _setpoint_arrays(self, setpoints: Mapping[str, Setpoint]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """delta_p_kw, max_export_kw, max_import_kw per prosumer (0 / NaN = no cap when it has no setpoint)."""
+        n = len(self.names)
+        delta, cap_exp, cap_imp = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
+        for name, sp in setpoints.items():
+            i = self._pos.get(name)
+            if i is None:
+                continue
+            delta[i] = sp.delta_p_kw
+            if sp.max_export_kw is not None:
+                cap_exp[i] = sp.max_export_kw
+            if sp.max_import_kw is not None:
+                cap_imp[i] = sp.max_import_kw
+        return delta, cap_exp, cap_imp
+
+    def _dispatch_arrays(self, step: int, setpoints: Mapping[str, Setpoint]) -> dict[str, np.ndarray]:
+        """Every prosumer's real time in interval ``step`` (the steps of the module docstring); updates the state
+        and returns the recorded columns (:data:`_RECORD_COLUMNS`), one element per prosumer."""
+        delta, cap_exp, cap_imp = self._setpoint_arrays(setpoints)
+        k = step // self.steps_per_slot
+        a_h = self.h0 + step * self.step_h
+        b_h = a_h + self.step_h
+        pv, load = self.pv_kw[:, step], self.load_kw[:, step]
+        flex, must, most = self._flex_plan(k, a_h, b_h)
+        base = pv - load - _row_sums(flex)
+        b_req = np.where(self.planned[:, k], self.plan_g_kw[:, k] + delta - base, delta)
+        ch_max, dis_max = self._battery_limits(self._battery["floor_kwh"])
+        bat = _pmin(_pmax(b_req, -ch_max), dis_max)
+        curt = np.zeros(len(pv))
+        capped = base + bat > cap_exp  # False where there is no cap (NaN)
+        if capped.any():
+            bat, curt = self._relieve_export(capped, pv, base + bat - cap_exp, bat, ch_max, flex, most)
+        grid = pv - curt - load - _row_sums(flex) + bat
+        capped = -grid > cap_imp
+        if capped.any():
+            _, dis_emergency = self._battery_limits(self._battery["soc_min_kwh"])
+            bat = self._relieve_import(capped, -grid - cap_imp, bat, dis_emergency, flex, must)
+        cols = self._book(a_h, b_h, pv, load, curt, flex, bat)
+        cols["p2p_commit_kw"] = -self.p2p_kwh[:, k] / self.slot_h
+        slot15 = step // (self.steps_per_slot // 2)
+        cols["reserve_up_kw"], cols["reserve_down_kw"] = self.award_up_kw[:, slot15], self.award_dn_kw[:, slot15]
+        cols["delta_p_kw"] = delta
+        return cols
 
     def headroom_kw(self, battery_kw: Mapping[str, float]) -> dict[str, tuple[float, float]]:
         """Real-time flexibility for the next interval, per prosumer: (up kW, down kW) that the battery could
         add to its current output ``battery_kw`` (+ = discharging) at the current SOC (meter readings for the
         VPP: up = more discharge, down = more charge, SOC kept within [resilience floor, soc_max])."""
-        out = {}
-        for st in self._states:
-            ch_max, dis_max = self._battery_limits(st, st.floor_kwh)
-            b = battery_kw.get(st.cfg.name, 0.0)
-            out[st.cfg.name] = (max(dis_max - b, 0.0), max(ch_max + b, 0.0))
-        return out
+        b = np.array([battery_kw.get(name, 0.0) for name in self.names], dtype=float)
+        up, down = self.headroom_arrays(b)
+        return dict(zip(self.names, zip(up.tolist(), down.tolist(), strict=True), strict=True))
 
-    def _battery_limits(self, st: _Prosumer, lo_kwh: float) -> tuple[float, float]:
-        """(max charge kW, max discharge kW) this interval, SOC kept in [lo_kwh, soc_max]."""
-        b, dt = st.battery, self.step_h
-        ch = min(b.p_max_kw, max(0.0, b.soc_max_kwh - st.soc_kwh) / (b.eta_charge * dt))
-        dis = min(b.p_max_kw, max(0.0, st.soc_kwh - lo_kwh) * b.eta_discharge / dt)
+    def headroom_arrays(self, battery_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`headroom_kw` for every prosumer in fleet order, ``battery_kw`` an array (n,)."""
+        ch_max, dis_max = self._battery_limits(self._battery["floor_kwh"])
+        return _pmax(dis_max - battery_kw, 0.0), _pmax(ch_max + battery_kw, 0.0)
+
+    def _battery_limits(self, lo_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(max charge kW, max discharge kW) of every battery this interval, SOC kept in [lo_kwh, soc_max]."""
+        b, dt, soc = self._battery, self.step_h, self.soc_kwh
+        ch = _pmin(b["p_max_kw"], _pmax(0.0, b["soc_max_kwh"] - soc) / (b["eta_charge"] * dt))
+        dis = _pmin(b["p_max_kw"], _pmax(0.0, soc - lo_kwh) * b["eta_discharge"] / dt)
         return ch, dis
 
-    def _flex_plan(self, st: _Prosumer, k: int, a_h: float, b_h: float) -> tuple[list, list, list]:
-        flex, must, most = [], [], []
+    def _open_windows(self, a_h: float, b_h: float) -> None:
+        """A window that starts in [a_h, b_h) makes its load owe its whole energy until its deadline."""
+        fx = self._flex
+        for day in _days(a_h, b_h):
+            start, end = 24.0 * day + fx.earliest_h, 24.0 * day + fx.deadline_h
+            opens = fx.has & (start < b_h) & (end > a_h) & (a_h - _EPS <= start) & (start < b_h - _EPS)
+            self.flex_rem_kwh = np.where(opens, fx.energy_kwh, self.flex_rem_kwh)
+            self.flex_end_h = np.where(opens, end, self.flex_end_h)
+
+    def _flex_plan(self, k: int, a_h: float, b_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(planned, must-run, most) kW of every flexible load in [a_h, b_h) of slot ``k``, (n, F) each."""
+        fx = self._flex
+        self._open_windows(a_h, b_h)
+        dt_h, p, rem, end_h = b_h - a_h, fx.p_max_kw, self.flex_rem_kwh, self.flex_end_h
+        inside_h = fx.overlap_h(a_h, b_h)
+        most = _pmin(p * inside_h / dt_h, rem / dt_h)
+        must = _pmax(0.0, rem - p * _pmax(0.0, end_h - b_h)) / dt_h
+        is_open = ~np.isnan(end_h)
+        lo, hi = np.where(is_open, _pmin(must, most), 0.0), np.where(is_open, most, 0.0)
         slot_a = self.h0 + k * self.slot_h
-        for f, fl in enumerate(st.flex):
-            fl.open_windows(a_h, b_h)
-            lo, hi = fl.limits(a_h, b_h)
-            share = _overlap_h(fl.cfg, slot_a, slot_a + self.slot_h) / self.slot_h
-            target = (
-                st.plan_flex_kw[f, k] / share * (_overlap_h(fl.cfg, a_h, b_h) / (b_h - a_h)) if share else 0.0
-            )
-            flex.append(min(max(target, lo), hi))
-            must.append(lo)
-            most.append(hi)
-        return flex, must, most
+        share = fx.overlap_h(slot_a, slot_a + self.slot_h) / self.slot_h
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target = np.where(share != 0.0, self.plan_flex_kw[:, :, k] / share * (inside_h / (b_h - a_h)), 0.0)
+        return _pmin(_pmax(target, lo), hi), lo, hi
 
-    def _dispatch_one(self, i: int, st: _Prosumer, step: int, sp: Setpoint) -> StepRecord:
-        iv = _Interval(step, self.steps_per_slot, self.h0, self.step_h)
-        pv, load = float(self.pv_kw[i, step]), float(self.load_kw[i, step])
-        flex, must, most = self._flex_plan(st, iv.slot, iv.a_h, iv.b_h)
-        base = pv - load - sum(flex)
-        b_req = (st.plan_g_kw[iv.slot] + sp.delta_p_kw - base) if st.planned[iv.slot] else sp.delta_p_kw
-        ch_max, dis_max = self._battery_limits(st, st.floor_kwh)
-        bat = min(max(b_req, -ch_max), dis_max)
-        curt = 0.0
-        if sp.max_export_kw is not None and base + bat > sp.max_export_kw:
-            bat, curt = self._relieve_export(pv, base + bat - sp.max_export_kw, bat, ch_max, flex, most)
-        grid = pv - curt - load - sum(flex) + bat
-        if sp.max_import_kw is not None and -grid > sp.max_import_kw:
-            _, dis_emergency = self._battery_limits(st, st.battery.soc_min_kwh)
-            bat = self._relieve_import(-grid - sp.max_import_kw, bat, dis_emergency, flex, must)
-        return self._book(i, st, iv, sp, (pv, load, curt), flex, bat)
+    def _relieve_export(self, rows: np.ndarray, pv: np.ndarray, excess: np.ndarray, bat: np.ndarray,
+                        ch_max: np.ndarray, flex: np.ndarray, most: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Over-voltage in ``rows``: charge the battery, then pull flexible load forward (``flex`` updated in
+        place), then curtail PV; returns (battery, curtailed) kW."""
+        more_ch = _pmin(excess, bat + ch_max)
+        relieved, excess = bat - more_ch, excess - more_ch
+        for f in range(flex.shape[1]):
+            on = rows & self._flex.has[:, f]
+            extra = _pmin(excess, most[:, f] - flex[:, f])
+            flex[:, f] = np.where(on, flex[:, f] + extra, flex[:, f])
+            excess = np.where(on, excess - extra, excess)
+        return np.where(rows, relieved, bat), np.where(rows, _pmin(_pmax(excess, 0.0), pv), 0.0)
 
-    @staticmethod
-    def _relieve_export(pv: float, excess: float, bat: float, ch_max: float, flex: list, most: list):
-        """Over-voltage: charge the battery, then pull flexible load forward, then curtail PV."""
-        more_ch = min(excess, bat + ch_max)
-        bat, excess = bat - more_ch, excess - more_ch
-        for f in range(len(flex)):
-            extra = min(excess, most[f] - flex[f])
-            flex[f], excess = flex[f] + extra, excess - extra
-        return bat, min(max(excess, 0.0), pv)
+    def _relieve_import(self, rows: np.ndarray, deficit: np.ndarray, bat: np.ndarray, dis_max: np.ndarray,
+                        flex: np.ndarray, must: np.ndarray) -> np.ndarray:
+        """Under-voltage/overload in ``rows``: discharge (down to soc_min), then defer flexible load to its
+        must-run (``flex`` updated in place); returns the battery kW."""
+        more_dis = _pmax(0.0, _pmin(deficit, dis_max - bat))
+        relieved, deficit = bat + more_dis, deficit - more_dis
+        for f in range(flex.shape[1]):
+            on = rows & self._flex.has[:, f]
+            cut = _pmax(0.0, _pmin(deficit, flex[:, f] - must[:, f]))
+            flex[:, f] = np.where(on, flex[:, f] - cut, flex[:, f])
+            deficit = np.where(on, deficit - cut, deficit)
+        return np.where(rows, relieved, bat)
 
-    @staticmethod
-    def _relieve_import(deficit: float, bat: float, dis_max: float, flex: list, must: list) -> float:
-        """Under-voltage/overload: discharge (down to soc_min), then defer flexible load to its must-run."""
-        more_dis = max(0.0, min(deficit, dis_max - bat))
-        bat, deficit = bat + more_dis, deficit - more_dis
-        for f in range(len(flex)):
-            cut = max(0.0, min(deficit, flex[f] - must[f]))
-            flex[f], deficit = flex[f] - cut, deficit - cut
-        return bat
+    def _book(self, a_h: float, b_h: float, pv: np.ndarray, load: np.ndarray, curt: np.ndarray, flex: np.ndarray,
+              bat: np.ndarray) -> dict[str, np.ndarray]:
+        """Apply the decision to the state (SOC, flexible energy owed, peak import); return the recorded
+        columns it gives."""
+        b = self._battery
+        self.soc_kwh = self.soc_kwh - self.step_h * np.where(bat > 0, bat / b["eta_discharge"], bat * b["eta_charge"])
+        rem = _pmax(0.0, self.flex_rem_kwh - flex * (b_h - a_h))
+        closes = self.flex_end_h <= b_h + _EPS  # False where no window is open (NaN)
+        unmet = np.where(closes, rem, 0.0)
+        self.flex_rem_kwh = np.where(closes, 0.0, rem)
+        self.flex_end_h = np.where(closes, np.nan, self.flex_end_h)
+        flex_kw = _row_sums(flex)
+        grid = pv - curt - load - flex_kw + bat
+        self.peak_import_kw = _pmax(self.peak_import_kw, -grid)
+        return {"pv_kw": pv, "load_kw": load, "flex_kw": flex_kw, "battery_kw": bat, "soc_kwh": self.soc_kwh,
+                "grid_kw": grid, "curtailed_kw": curt, "unmet_flex_kwh": _row_sums(np.where(unmet > 1e-7, unmet, 0.0))}
 
-    def _book(
-        self,
-        i: int,
-        st: _Prosumer,
-        iv: _Interval,
-        sp: Setpoint,
-        pv_load_curt: tuple[float, float, float],
-        flex: list,
-        bat: float,
-    ) -> StepRecord:
-        """Apply the decision to the state (SOC, flexible energy owed) and record it."""
-        pv, load, curt = pv_load_curt
-        b = st.battery
-        st.soc_kwh -= self.step_h * (bat / b.eta_discharge if bat > 0 else bat * b.eta_charge)
-        unmet = sum(fl.deliver(p, iv.a_h, iv.b_h) for fl, p in zip(st.flex, flex, strict=True))
-        grid = pv - curt - load - sum(flex) + bat
-        st.peak_import_kw = max(st.peak_import_kw, -grid)
-        return StepRecord(
-            prosumer=st.cfg.name,
-            pv_kw=pv,
-            load_kw=load,
-            flex_kw=float(sum(flex)),
-            battery_kw=float(bat),
-            soc_kwh=float(st.soc_kwh),
-            grid_kw=float(grid),
-            curtailed_kw=float(curt),
-            p2p_commit_kw=-float(self.p2p_kwh[i, iv.slot]) / self.slot_h,
-            reserve_up_kw=float(self.award_up_kw[i, iv.slot15]),
-            reserve_down_kw=float(self.award_dn_kw[i, iv.slot15]),
-            delta_p_kw=sp.delta_p_kw,
-            unmet_flex_kwh=float(unmet),
-        )
+
+_RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(StepRecord))[1:]
+"""The columns of a :class:`StepRecord` after ``prosumer``, in order."""

@@ -405,6 +405,9 @@ class _Template:
         self.cost_cols = np.concatenate([self.c_imp, self.c_exp, self.c_rup, self.c_rdn, self.c_soc[-1:]])
         self.bound_cols = np.concatenate([self.c_soc, self.c_flex, self.c_rem, self.c_peak])
         self.inf_lb_rows = np.full(len(self.lb_rows), highspy.kHighsInf)
+        # both kinds of rows in one write, in increasing row order: row_set = concat(eq_rows, lb_rows)[row_order]
+        self.row_order = np.argsort(np.concatenate([self.eq_rows, self.lb_rows]), kind="stable")
+        self.row_set = np.concatenate([self.eq_rows, self.lb_rows])[self.row_order]
         self.r_bal0 = int(self.r_bal[0])
 
     def battery(self, b: BatteryParams) -> tuple[np.ndarray, ...]:
@@ -426,6 +429,18 @@ class _Template:
             flex_rhs[:, 0] += d.flex_rem_init_kwh
         eq = np.concatenate([d.net_load_kw, [d.soc_init_kwh], flex_rhs.ravel()])
         return eq, np.concatenate([d.reserve_up_award_kw, d.reserve_down_award_kw])
+
+    def row_bounds(self, eq: np.ndarray, lb_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the rows ``row_set`` from :meth:`row_updates`' vectors (equality rows: both
+        bounds; >= rows: no upper bound)."""
+        lo, hi = self.row_bounds_batch(eq[None, :], lb_rows[None, :])
+        return lo[0], hi[0]
+
+    def row_bounds_batch(self, eq: np.ndarray, lb_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`row_bounds` for ``m`` prosumers: arrays (m, n_eq), (m, n_lb) -> (m, n_eq + n_lb) twice."""
+        inf = np.broadcast_to(self.inf_lb_rows, lb_rows.shape)
+        return (np.concatenate([eq, lb_rows], axis=1)[:, self.row_order],
+                np.concatenate([eq, inf], axis=1)[:, self.row_order])
 
     def cost_updates(self, d: HemsData) -> np.ndarray:
         """Objective coefficients of imp, exp, rup, rdn and the last SOC."""
@@ -529,22 +544,23 @@ class CompiledHems:
     def push(self, data: HemsData) -> None:
         """Write ``data`` into the LP's bounds and costs (what ``update_hems_params`` does to Params)."""
         tpl = self.tpl
-        eq, lb_rows = tpl.row_updates(data)
+        row_lo, row_hi = tpl.row_bounds(*tpl.row_updates(data))
         lo, hi = tpl.bound_updates(data)
-        self.push_arrays(eq, lb_rows, tpl.cost_updates(data), lo, hi)
+        self.push_arrays(row_lo, row_hi, tpl.cost_updates(data), lo, hi)
 
-    def push_arrays(self, eq: np.ndarray, lb_rows: np.ndarray, cost: np.ndarray, lo: np.ndarray,
+    def push_arrays(self, row_lo: np.ndarray, row_hi: np.ndarray, cost: np.ndarray, lo: np.ndarray,
                     hi: np.ndarray) -> None:
-        """Write prepared update vectors (from :meth:`_Template.row_updates` ... or their batch forms)."""
+        """Write prepared update vectors (from :meth:`_Template.row_bounds` ... or their batch forms). The rows of
+        both kinds go in one call: HiGHS sets each row's bounds and nonbasic status on its own, so one call or
+        two leave the same LP and basis."""
         tpl, h = self.tpl, self.highs
-        h.changeRowsBounds(len(eq), tpl.eq_rows, eq, eq)
-        h.changeRowsBounds(len(lb_rows), tpl.lb_rows, lb_rows, tpl.inf_lb_rows)
+        h.changeRowsBounds(len(row_lo), tpl.row_set, row_lo, row_hi)
         h.changeColsCost(len(cost), tpl.cost_cols, cost)
         h.changeColsBounds(len(lo), tpl.bound_cols, lo, hi)
 
-    def run(self, context: str = "") -> tuple[np.ndarray, float]:
+    def run(self, context: object = "") -> tuple[np.ndarray, float]:
         """Re-solve the LP as pushed: (column values, dual of the bid slot's energy balance); raises
-        InfeasibleError / SolverError."""
+        InfeasibleError / SolverError naming ``context`` (anything that prints: it is formatted only then)."""
         h = self.highs
         h.run()
         status = h.getModelStatus()
@@ -557,7 +573,7 @@ class CompiledHems:
                 f"HiGHS stopped on the HEMS model{where} with status {h.modelStatusToString(status)}"
             )
         sol = h.getSolution()
-        return np.asarray(sol.col_value), sol.row_dual[self.tpl.r_bal0]
+        return np.fromiter(sol.col_value, np.float64, self.tpl.n_col), sol.row_dual[self.tpl.r_bal0]
 
     def solve(self, data: HemsData, *, context: str = "") -> HemsPlan:
         """Push ``data``, re-solve and return the plan; raises InfeasibleError / SolverError."""

@@ -205,6 +205,17 @@ def test_forced_solver_failure_falls_back_to_grid_only_and_is_counted():
     assert bat_dw.sum() * STEP_H == pytest.approx(DISHWASHER.energy_kwh)
 
 
+def test_a_failed_solve_is_logged_naming_the_prosumer_slot_and_time(caplog):
+    fleet = ProsumerFleet(_prosumers()[:2], TARIFF, LOC, START, n_steps=12, seed=5,
+                          highs_options={"simplex_iteration_limit": 0})
+    fleet.plan(0.0, 0)  # compiles the LPs
+    caplog.clear()
+    fleet.plan(303.0, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"HEMS solve failed, using the grid-only plan: HiGHS stopped on the HEMS model (prosumer {name} slot 1 at "
+        "t=303 s) with status Iteration limit reached" for name in ("full", "pv_bat")]
+
+
 def test_top_down_mode_makes_no_bids_or_offers():
     fleet = ProsumerFleet(
         _prosumers(), TARIFF, LOC, START, n_steps=48, seed=5, p2p_enabled=False, vpp_enabled=False

@@ -18,7 +18,7 @@ def _reference_data(fleet: ProsumerFleet, i: int, t_s: float, slot: int) -> Hems
     """Prosumer ``i``'s LP data computed on its own, scalar by scalar (the definitions of fleet.py)."""
     st, h, dt = fleet._states[i], fleet.horizon_slots, fleet.slot_h
     b = st.battery
-    soc, k, hs_s = st.soc_kwh, int(t_s // fleet.slot_s), slot * fleet.slot_s
+    soc, k, hs_s = float(fleet.soc_kwh[i]), int(t_s // fleet.slot_s), slot * fleet.slot_s
     while k * fleet.slot_s < hs_s:
         span_h = (min((k + 1) * fleet.slot_s, hs_s) - max(k * fleet.slot_s, t_s)) / 3600.0
         p = st.plan_b_kw[k] if span_h > 0 else 0.0
@@ -26,16 +26,17 @@ def _reference_data(fleet: ProsumerFleet, i: int, t_s: float, slot: int) -> Hems
         k += 1
     soc0 = float(np.clip(soc, b.soc_min_kwh, b.soc_max_kwh))
     reach = soc0 + b.p_max_kw * b.eta_charge * dt * np.arange(1, h + 1)
-    nf = len(st.flex)
+    nf = len(st.cfg.flex_loads)
     fmax, new, rmax, rem0 = np.zeros((nf, h)), np.zeros((nf, h)), np.zeros((nf, h)), np.zeros(nf)
     now_h, hs_h = fleet.h0 + t_s / 3600.0, fleet.h0 + slot * dt
-    for f, fl in enumerate(st.flex):
-        fmax[f], new[f], rmax[f] = _horizon_windows(_key(fl.cfg), round(hs_h, 9), h, dt)
-        for start, end in _occurrences(fl.cfg, hs_h, hs_h + _EPS):
+    for f, cfg in enumerate(st.cfg.flex_loads):
+        rem_kwh, end_h = float(fleet.flex_rem_kwh[i, f]), float(fleet.flex_end_h[i, f])  # end_h NaN: none open
+        fmax[f], new[f], rmax[f] = _horizon_windows(_key(cfg), round(hs_h, 9), h, dt)
+        for start, end in _occurrences(cfg, hs_h, hs_h + _EPS):
             if start < hs_h - _EPS:
-                owed = fl.rem_kwh if fl.end_h == end else fl.cfg.energy_kwh
+                owed = rem_kwh if end_h == end else cfg.energy_kwh
                 ahead = st.plan_flex_kw[f, int(t_s // fleet.slot_s)] * max(0.0, hs_h - max(now_h, start))
-                rem0[f] = np.clip(owed - ahead, 0.0, fl.cfg.p_max_kw * (end - hs_h))
+                rem0[f] = np.clip(owed - ahead, 0.0, cfg.p_max_kw * (end - hs_h))
     s, q = slice(slot, slot + h), slice(2 * slot, 2 * (slot + h))
     reward = np.zeros(h)
     reward[0] = fleet.reserve_value_per_kw
@@ -47,7 +48,7 @@ def _reference_data(fleet: ProsumerFleet, i: int, t_s: float, slot: int) -> Hems
         reserve_down_award_kw=fleet.award_dn_kw[i, q].reshape(h, 2).max(axis=1), reserve_value_per_kw=reward,
         flex_max_kw=fmax, flex_new_kwh=new, flex_rem_max_kwh=rmax, flex_rem_init_kwh=rem0,
         terminal_value_per_kwh=b.eta_discharge * fleet.terminal_retail if b.p_max_kw else 0.0,
-        demand_charge_per_kw=fleet.tariff.demand_charge_per_kw, peak_so_far_kw=st.peak_import_kw)
+        demand_charge_per_kw=fleet.tariff.demand_charge_per_kw, peak_so_far_kw=float(fleet.peak_import_kw[i]))
 
 
 def _exact(a, b) -> bool:
