@@ -25,7 +25,7 @@ from federates.common.messages import (
 )
 from federates.common.timebase import TICK_S, Phase, phases_of, schedule
 from federates.common.wiring import ProsumerFederate, load_federate_config
-from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint, StepRecord
+from federates.prosumer.fleet import Bid, ProsumerFleet, Setpoint
 from federates.prosumer.twin import BackgroundTwin
 
 
@@ -48,15 +48,14 @@ def main(config_path: str) -> None:
         for step in shell.steps(phases):
             if step.phase == Phase.DISPATCH:
                 setpoints = _read_vpp(shell, fleet, vpp, mine) if p2p else {}
-                records = fleet.dispatch(step.time_s, setpoints)
+                cols = fleet.dispatch_columns(step.time_s, setpoints)
                 topdown = (twin.interval(step.time_s) if twin is not None else
-                           _columns(records) if rt.mode == "topdown" else None)
-                _record(shell, cfg.feeder, records, topdown)
-                room = fleet.headroom_kw({r.prosumer: r.battery_kw for r in records})
+                           (cols["grid_kw"], cols["soc_kwh"]) if rt.mode == "topdown" else None)
+                _record(shell, cfg.feeder, fleet.names, cols, topdown)
+                up, down = fleet.headroom_arrays(cols["battery_kw"])
                 shell.publish(f"{me}/injections", Injections(
-                    time_s=step.time_s, interval=step.interval, p_kw={r.prosumer: r.grid_kw for r in records},
-                    up_kw={p: up for p, (up, _) in room.items()}, down_kw={p: dn for p, (_, dn) in room.items()}),
-                              target=step.interval)
+                    time_s=step.time_s, interval=step.interval, p_kw=_by_name(fleet.names, cols["grid_kw"]),
+                    up_kw=_by_name(fleet.names, up), down_kw=_by_name(fleet.names, down)), target=step.interval)
             elif step.phase == Phase.L1_BID:
                 bids = fleet.plan(_planned_at(step), step.l1_slot)
                 if p2p:
@@ -114,21 +113,21 @@ def _plans(step, bids: list[Bid], slot: int | None = None) -> Plans:
                    down_kw=b.flex_down_kw, price_per_kwh=b.flex_price_per_kwh) for b in bids])
 
 
-def _columns(records: list[StepRecord]) -> tuple[list[float], list[float]]:
-    return [r.grid_kw for r in records], [r.soc_kwh for r in records]
+def _by_name(names: list[str], values: np.ndarray) -> dict[str, float]:
+    return dict(zip(names, values.tolist(), strict=True))
 
 
-def _record(shell: Shell, feeder: str, records: list[StepRecord], topdown: tuple | None) -> None:
-    """One row per prosumer; ``topdown``: (grid_kw, soc_kwh) per prosumer for the same interval under top-down (the
-    twin's in the market modes, the prosumers' own in topdown, None in netmetering: the top-down columns stay
-    empty)."""
-    nan = [float("nan")] * len(records)
-    td_grid, td_soc = (nan, nan) if topdown is None else (np.asarray(topdown[0]).tolist(),
-                                                         np.asarray(topdown[1]).tolist())
-    for k, r in enumerate(records):
-        shell.recorder.add("prosumer_steps", time=shell.time_s, prosumer=r.prosumer, feeder=feeder, pv_kw=r.pv_kw,
-                           load_kw=r.load_kw, flex_kw=r.flex_kw, battery_kw=r.battery_kw, soc_kwh=r.soc_kwh,
-                           grid_kw=r.grid_kw, curtailed_kw=r.curtailed_kw, p2p_commit_kw=r.p2p_commit_kw,
-                           reserve_up_kw=r.reserve_up_kw, reserve_down_kw=r.reserve_down_kw,
-                           delta_p_kw=r.delta_p_kw, unmet_flex_kwh=r.unmet_flex_kwh,
-                           topdown_grid_kw=td_grid[k], topdown_soc_kwh=td_soc[k])
+_STEP_COLUMNS = ("pv_kw", "load_kw", "flex_kw", "battery_kw", "soc_kwh", "grid_kw", "curtailed_kw", "p2p_commit_kw",
+                 "reserve_up_kw", "reserve_down_kw", "delta_p_kw", "unmet_flex_kwh")
+
+
+def _record(shell: Shell, feeder: str, names: list[str], cols: dict, topdown: tuple | None) -> None:
+    """One ``prosumer_steps`` row per prosumer from the fleet's dispatch columns; ``topdown``: (grid_kw, soc_kwh)
+    per prosumer for the same interval under top-down (the twin's in the market modes, the prosumers' own in
+    topdown, None in netmetering: the top-down columns stay empty)."""
+    n = len(names)
+    nan = [float("nan")] * n
+    td = (nan, nan) if topdown is None else (np.asarray(topdown[0]).tolist(), np.asarray(topdown[1]).tolist())
+    values = [cols[c].tolist() for c in _STEP_COLUMNS]
+    shell.recorder.add_rows("prosumer_steps", list(zip([shell.time_s] * n, names, [feeder] * n, *values, *td,
+                                                       strict=True)))

@@ -98,9 +98,8 @@ def _run(fleet: ProsumerFleet, steps: list[Step], planned_at, out: np.ndarray, s
         k = 0
         for step in steps:
             if step.phase == Phase.DISPATCH:
-                records = twin.dispatch(step.time_s, {})
-                out[0, k] = [r.grid_kw for r in records]
-                out[1, k] = [r.soc_kwh for r in records]
+                cols = twin.dispatch_columns(step.time_s, {})
+                out[0, k], out[1, k] = cols["grid_kw"], cols["soc_kwh"]
                 k += 1
                 send.send(k)
             elif step.phase == Phase.L1_BID:
