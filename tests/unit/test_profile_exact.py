@@ -77,6 +77,14 @@ def test_ar1_is_the_lfilter_series_for_many_seeds():
 @pytest.mark.parametrize("h0, n", [(0.0, 2910), (13.25, 4320), (23.9, 180), (6.5, 1), (0.0, 60)])
 def test_load_model_is_the_scipy_one_to_the_bit(h0, n):
     hours = h0 + np.arange(n) / 60.0
+    # the calendar holds the model's products with active = 1 (a rounding a start decision rarely reveals)
+    hod, ones = np.floor(hours).astype(int) % 24, np.ones(n)
+    active_prob, light_kw, start_prob = devices._minute_calendar(h0, n)
+    assert _bits(active_prob) == _bits(devices._ACTIVE_PROB[hod])
+    assert _bits(light_kw) == _bits(devices._LIGHT_KW * ones * devices._dark(hours % 24.0))
+    for (_name, _kw, _minutes, rate_per_h, weight), got in zip(devices._APPLIANCES, start_prob, strict=True):
+        w = ones if weight is None else weight[hod] / weight.mean()
+        assert _bits(got) == _bits(ones * w * rate_per_h / 60.0)
     for seed in range(60):
         got = devices._raw_load_minutes(h0, n, np.random.default_rng(seed))
         want = _ref_raw_load_minutes(hours, np.random.default_rng(seed))
