@@ -44,6 +44,11 @@ def lazy_module(name: str) -> types.ModuleType:
     return sys.modules.get(name) or _LazyModule(name)
 
 
+pyomo_environ = lazy_module("pyomo.environ")
+"""``pyomo.environ``, imported at its first use: ``from federates.common.imports import pyomo_environ as pyo`` in a
+module that only some code paths need Pyomo in (the P2P market: its bilateral LP)."""
+
+
 def skip_pyomo_scipy_finalize() -> bool:
     """Stop Pyomo importing scipy.stats & co. when scipy is first imported; True if the hook was cleared.
 

@@ -67,9 +67,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pyomo.environ as pyo
 
 from federates.common.errors import ConfigError, SettlementError
+from federates.common.imports import pyomo_environ as pyo
 from federates.common.solver import solve
 from federates.vpp.admm import StoppingRule, solve_bilateral_admm
 
