@@ -33,18 +33,25 @@ def test_a_federate_imports_only_what_it_uses(kind, needs):
     assert {m for m, yes in loaded.items() if yes} == needs
 
 
-def test_a_prosumer_federate_makes_profiles_and_plans_without_scipy_stats():
+@pytest.mark.parametrize("first", ["file", "model"])
+def test_a_prosumer_federate_makes_profiles_and_plans_without_scipy_stats(tmp_path, first):
     """Pyomo's import hook would import scipy.stats with the first scipy import (pvlib's, the load model's
-    scipy.special, the HEMS's scipy.sparse); no profile needs scipy.signal or scipy.stats."""
-    loaded = _loaded_after("""
+    scipy.special, the HEMS's scipy.sparse); no profile needs scipy.signal or scipy.stats. The first home's profiles
+    import scipy first: through pvlib if its load is a file, else through the load model."""
+    load_csv = tmp_path / "load.csv"
+    load_csv.write_text("time,p_kw\n" + "".join(f"{300 * k},0.5\n" for k in range(13)))
+    loaded = _loaded_after(f"""
         from datetime import datetime
         import federates.prosumer.federate  # Pyomo first, as in the federate
-        from federates.prosumer.devices import (BatteryConfig, Location, ProsumerConfig, PvConfig, TariffConfig,
-                                                TouPeriod)
+        from federates.prosumer.devices import (BatteryConfig, LoadConfig, Location, ProsumerConfig, PvConfig,
+                                                TariffConfig, TouPeriod)
         from federates.prosumer.fleet import ProsumerFleet
         tariff = TariffConfig(retail_tou=[TouPeriod(start_h=0, price_per_kwh=0.2)], buyback_price_per_kwh=0.05)
-        home = ProsumerConfig(name="p", pv=PvConfig(kwp=5), battery=BatteryConfig(capacity_kwh=10, p_max_kw=5))
-        fleet = ProsumerFleet([home], tariff, Location(latitude_deg=35, longitude_deg=-97), datetime(2024, 6, 21),
+        battery = BatteryConfig(capacity_kwh=10, p_max_kw=5)
+        homes = [ProsumerConfig(name="file", load=LoadConfig(csv={str(load_csv)!r}), pv=PvConfig(kwp=5)),
+                 ProsumerConfig(name="model", pv=PvConfig(kwp=5), battery=battery)]
+        homes = homes if {first!r} == "file" else homes[::-1]
+        fleet = ProsumerFleet(homes, tariff, Location(latitude_deg=35, longitude_deg=-97), datetime(2024, 6, 21),
                               n_steps=12, horizon_slots=4)
         fleet.plan(0.0, 0)
     """)
