@@ -534,8 +534,9 @@ def _minute_calendar(h0: float, n: int) -> tuple[np.ndarray, np.ndarray, tuple[n
 def _raw_load_minutes(h0: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """Unscaled 1-minute household load (kW) at the ``n`` minutes from ``h0`` hours after midnight.
 
-    ``active`` is 0 or 1 each minute, so ``active * light`` and ``active * start`` are the products
-    ``light_kw * active * dark`` and ``active * weight * rate / 60`` to the last bit."""
+    ``active`` is 0 or 1 each minute, so ``active * light_kw`` is ``_LIGHT_KW * active * dark`` and
+    ``active * start`` is ``active * weight * rate / 60`` to the last bit (the calendar holds the rest of each
+    product: :func:`_minute_calendar`)."""
     active_prob, light_kw, start_prob = _minute_calendar(h0, n)
     z = ar1(n, 60.0, 1800.0, rng)
     active = (import_scipy("scipy.special").ndtr(z) < active_prob).astype(float)  # ndtr: scipy.stats.norm.cdf
