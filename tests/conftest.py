@@ -1,7 +1,13 @@
 import os
 from pathlib import Path
 
+import pyarrow  # noqa: F401 - loaded before any test imports helics (see below)
 import pytest
+
+# libhelics (HELICS's shared library, with its own static C++ runtime) loaded before libarrow makes pyarrow's time-zone
+# code crash the process (segfault in pyarrow.lib.string_to_tzinfo, e.g. reading a Parquet table with a timezone-aware
+# column). The e2e tests import the HELICS shell and read such tables; the federates themselves never use pyarrow's
+# time zones.
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

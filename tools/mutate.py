@@ -45,6 +45,8 @@ KPI = ("tests/unit/test_compare.py", "tests/unit/test_losing_money.py")
 TIMEBASE = ("tests/unit/test_timebase.py",)
 VOLTAGE = ("tests/integration/test_violations.py",)
 E2E = ("tests/e2e/test_timing.py", "tests/e2e/test_federation.py")
+PROFILES = ("tests/unit/test_profile_exact.py", "tests/unit/test_devices.py")
+IMPORTS = ("tests/unit/test_imports.py",)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def _m(name, path, old, new, tests, e2e=False) -> Mutant:
 
 MARKET = "federates/vpp/p2p_market.py"
 FLEET = "federates/prosumer/fleet.py"
+DEVICES = "federates/prosumer/devices.py"
 MUTANTS: list[Mutant] = [
     # ---- Layer I and III markets
     _m("kda_k_swapped", MARKET, "return k * b + (1.0 - k) * a", "return k * a + (1.0 - k) * b", P2P),
@@ -160,6 +163,16 @@ MUTANTS: list[Mutant] = [
     _m("net_metering_ignored", "federates/prosumer/devices.py",
        "return self.retail_at(hour) if self.net_metering else self.buyback_price_per_kwh",
        "return self.buyback_price_per_kwh", BATTERY),
+    # ---- seeded profiles (the scipy model to the bit) and what a federate imports
+    _m("ar1_initial_state_twice", DEVICES, "return ar1_filter(innov, phi, z0)",
+       "return ar1_filter(innov, phi, phi * z0)", PROFILES),
+    _m("load_duration_rounded_down", DEVICES, "np.rint(minutes * rng.uniform", "np.floor(minutes * rng.uniform",
+       PROFILES),
+    _m("lights_without_day_wrap", DEVICES, "_LIGHT_KW * _dark(hours % 24.0)", "_LIGHT_KW * _dark(hours)", PROFILES),
+    _m("cloud_median_inverted", DEVICES, "special.ndtri(cloudiness)", "special.ndtri(1.0 - cloudiness)", PROFILES),
+    _m("config_imports_pandas", DEVICES, "import numpy as np\n", "import numpy as np\nimport pandas\n", IMPORTS),
+    _m("scipy_imported_with_pyomo_hook", "federates/common/imports.py",
+       "    skip_pyomo_scipy_finalize()\n    return importlib", "    return importlib", IMPORTS),
     # ---- KPIs and voltage limits
     _m("losing_money_sign", "runner/compare.py", "np.mean(saved < -LOSS_THRESHOLD)",
        "np.mean(saved < LOSS_THRESHOLD)", KPI),

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from federates.common.errors import ConfigError
@@ -465,6 +464,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); "
                           "save the scenario as UTF-8 YAML or JSON", str(path)) from None
+    import yaml  # here: the federates read JSON configs only
+
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -483,6 +484,8 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     node: Any = data
     for depth, key in enumerate(keys[:-1]):
         node = _child(node, key, keys[: depth + 1], source, create=True)
+    import yaml
+
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import pyomo.environ as pyo
-from pyomo.opt import SolverStatus, TerminationCondition
+from typing import TYPE_CHECKING
 
 from federates.common.errors import InfeasibleError, SolverError
+
+if TYPE_CHECKING:  # Pyomo is imported by the first solve: a federate that never solves never imports it
+    import pyomo.environ as pyo
 
 _SOLVER_NAME = "appsi_highs"
 
 
 def make_solver():
     """Return a HiGHS solver object (Pyomo's APPSI interface, highspy underneath)."""
+    import pyomo.environ as pyo
+
     solver = pyo.SolverFactory(_SOLVER_NAME)
     if not solver.available(exception_flag=False):
         raise SolverError(
@@ -26,6 +30,8 @@ def solve(model: pyo.ConcreteModel, *, context: str = "", solver=None) -> pyo.Co
     ``context`` (e.g. "prosumer p07 at t=3600 s") is put in the error so the log tells who failed when.
     Raises :class:`InfeasibleError` for infeasible/unbounded models, :class:`SolverError` otherwise.
     """
+    from pyomo.opt import SolverStatus, TerminationCondition
+
     solver = solver or make_solver()
     results = solver.solve(model, load_solutions=False)
     term = results.solver.termination_condition

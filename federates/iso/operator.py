@@ -16,7 +16,6 @@ import numpy as np
 from federates.common.config import IsoConfig
 from federates.common.messages import AncillaryOffer
 from federates.iso.ancillary_market import SupplyOffer, clear_ancillary, synthetic_supply_stack
-from federates.iso.prices import load_price_csv, load_regulation_csv, price_at
 from federates.iso.settlement import IntervalSettlement, regulation_signal, required_kw, reserve_events, settle_interval
 
 TICK_S = 300
@@ -40,17 +39,25 @@ class IsoOperator:
     baselines: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self):
+        # federates.iso.prices (pandas) is imported only with a price or regulation file: ~0.4 CPU-s at the start
+        # of every ISO that has none
         n = self.duration_s // TICK_S + 1
         self.stack = synthetic_supply_stack(self.seed, self.config.requirement_kw,
                                             n_units=self.config.conventional_units)
         if self.config.regulation_csv is not None:
+            from federates.iso.prices import load_regulation_csv, price_at
+
             table = load_regulation_csv(self.config.regulation_csv)
             self.regulation = np.array([price_at(table, self.start + timedelta(seconds=k * TICK_S))["regulation"]
                                         for k in range(n - 1)] + [0.0])
         else:
             self.regulation = regulation_signal(self.seed + 1, n)
         self.spin = reserve_events(self.seed + 2, n)
-        self.price_table = load_price_csv(self.config.price_csv) if self.config.prices == "csv" else None
+        self.price_table = None
+        if self.config.prices == "csv":
+            from federates.iso.prices import load_price_csv
+
+            self.price_table = load_price_csv(self.config.price_csv)
 
     def clear(self, slot: int, offers: list[AncillaryOffer]) -> SlotClearing:
         """Clear slot ``slot`` with the conventional stack and the VPP offers (or take CSV prices)."""
@@ -65,6 +72,8 @@ class IsoOperator:
             prices = result.clearing_price_per_mw_h
             awards = {o.name: result.awards_kw.get(o.name, {}) for o in vpp_offers}
         else:
+            from federates.iso.prices import price_at
+
             prices = price_at(self.price_table, self.start + timedelta(seconds=slot * 900))
             awards = {o.name: {p: kw if o.price_per_mw_h[p] <= prices.get(p, 0.0) else 0.0
                                for p, kw in o.max_kw.items()} for o in vpp_offers}

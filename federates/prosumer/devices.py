@@ -15,13 +15,19 @@ import math
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from federates.common.errors import ConfigError
+from federates.common.imports import import_scipy, skip_pyomo_scipy_finalize
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas, pvlib and scipy are imported where the profiles are made: the configuration models below are imported by
+# every federate (through federates.common.config), most of which never make a profile.
 
 MAX_WINDOW_H = 23.0
 """Longest flexible-load window: shorter than a day so one day's window closes before the next opens."""
@@ -243,18 +249,26 @@ class ProsumerConfig(_Strict):
 
 # ----------------------------------------------------------------------------------------- profiles
 def _timeline(start: datetime, n_steps: int, step_s: int, tz: str) -> pd.DatetimeIndex:
+    import pandas as pd
+
     idx = pd.date_range(pd.Timestamp(start), periods=n_steps, freq=pd.Timedelta(seconds=step_s))
     return idx.tz_localize(tz) if idx.tz is None else idx.tz_convert(tz)
 
 
 def ar1(n: int, step_s: float, corr_time_s: float, rng: np.random.Generator) -> np.ndarray:
     """Stationary AR(1) series with unit variance and correlation exp(-step/corr_time) between steps."""
-    from scipy.signal import lfilter
-
     phi = math.exp(-step_s / corr_time_s)
     innov = rng.standard_normal(n) * math.sqrt(1.0 - phi * phi)
     z0 = rng.standard_normal()
-    return lfilter([1.0], [1.0, -phi], innov, zi=[phi * z0])[0]
+    return ar1_filter(innov, phi, z0)
+
+
+def ar1_filter(x: np.ndarray, phi: float, y: float) -> np.ndarray:
+    """``y[k] = x[k] + phi * y[k-1]`` from ``y[-1] = y``, rounded exactly as
+    ``scipy.signal.lfilter([1], [1, -phi], x, zi=[phi * y])[0]`` rounds it (each step one product, one sum), so
+    every profile keeps its last digit, without importing scipy.signal (which imports scipy.stats: ~0.5 CPU-s at
+    every prosumer federate's start, more than this loop costs a fleet of 1,000 prosumers)."""
+    return np.fromiter([(y := xk + phi * y) for xk in x.tolist()], float, len(x))
 
 
 def forecast_error(
@@ -271,6 +285,8 @@ def forecast_error(
 
 def read_profile_table(path: Path) -> pd.DataFrame:
     """A user profile file as a table with columns ``time`` and ``p_kw`` (CSV, or Parquet by its suffix)."""
+    import pandas as pd
+
     path = Path(path)
     parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
@@ -289,6 +305,8 @@ def read_profile_table(path: Path) -> pd.DataFrame:
 
 def _seconds_since(path: Path, time: pd.Series, start: datetime) -> np.ndarray:
     """Times as seconds since ``start``: numbers are taken as seconds already, text as datetimes."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(time):
         return time.to_numpy(float)
     t0 = pd.Timestamp(start)
@@ -337,6 +355,8 @@ def read_profile_csv(path: Path, start: datetime, n_steps: int, step_s: int, run
     ``run_steps`` ticks (default: all ``n_steps``); later ticks it does not cover (the HEMS look-ahead past the
     run's end) repeat the value a day earlier, or within the first day the last covered tick's.
     """
+    import pandas as pd
+
     df = read_profile_table(path)
     rel_s = _seconds_since(path, df["time"], start)
     p = pd.to_numeric(df["p_kw"], errors="coerce").to_numpy(float)   # text becomes NaN, reported below
@@ -383,6 +403,9 @@ def _clear_sky_pv_per_kwp(
     azimuth: float,
 ) -> np.ndarray:
     """Clear-sky AC power per kWp at mid-interval (pvlib Ineichen clear sky, isotropic POA, PVWatts)."""
+    import pandas as pd
+
+    skip_pyomo_scipy_finalize()  # pvlib imports scipy: not scipy.stats as well (federates.common.imports)
     import pvlib  # heavy import, only needed for modelled PV
 
     times = _timeline(start, n_steps, step_s, tz) + pd.Timedelta(seconds=step_s / 2)
@@ -408,12 +431,11 @@ def cloud_factor(n_steps: int, step_s: int, cloudiness: float, seed: int) -> np.
     median cover is ``cloudiness``), mapped to irradiance with Kasten & Czeplak (1980),
     k = 1 - 0.75 c^3.4 (Solar Energy 24:177-189).
     """
-    from scipy.stats import norm
-
     if cloudiness <= 0.0:
         return np.ones(n_steps)
     z = ar1(n_steps, step_s, 3600.0, np.random.default_rng(seed))
-    cover = np.ones(n_steps) if cloudiness >= 1.0 else norm.cdf(z + norm.ppf(cloudiness))
+    special = import_scipy("scipy.special")  # ndtr, ndtri: the normal cdf and its inverse (scipy.stats.norm's)
+    cover = np.ones(n_steps) if cloudiness >= 1.0 else special.ndtr(z + special.ndtri(cloudiness))
     return 1.0 - 0.75 * cover**3.4
 
 
@@ -494,22 +516,38 @@ def _dark(hour: np.ndarray) -> np.ndarray:
     return ((hour < 7.0) | (hour >= 18.0)).astype(float)
 
 
-def _raw_load_minutes(hours: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Unscaled 1-minute household load (kW) at the given hours of day."""
-    n = len(hours)
+@functools.lru_cache(maxsize=8)
+def _minute_calendar(h0: float, n: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """What the load model's minutes ``h0 + k / 60`` h (``k < n``) are alike in every home (so computed once a
+    fleet): the probability that the home is actively occupied, the lighting (kW) it has on while active, and each
+    appliance's chance to start in an active minute (read-only arrays)."""
+    hours = h0 + np.arange(n) / 60.0
     hod = np.floor(hours).astype(int) % 24
-    z = ar1(n, 60.0, 1800.0, rng)
-    from scipy.stats import norm
+    arrays = (_ACTIVE_PROB[hod], _LIGHT_KW * _dark(hours % 24.0),
+              *((np.ones(n) if weight is None else weight[hod] / weight.mean()) * rate_per_h / 60.0
+                for _name, _kw, _minutes, rate_per_h, weight in _APPLIANCES))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays[0], arrays[1], arrays[2:]
 
-    active = (norm.cdf(z) < _ACTIVE_PROB[hod]).astype(float)
+
+def _raw_load_minutes(h0: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unscaled 1-minute household load (kW) at the ``n`` minutes from ``h0`` hours after midnight.
+
+    ``active`` is 0 or 1 each minute, so ``active * light_kw`` is ``_LIGHT_KW * active * dark`` and
+    ``active * start`` is ``active * weight * rate / 60`` to the last bit (the calendar holds the rest of each
+    product: :func:`_minute_calendar`)."""
+    active_prob, light_kw, start_prob = _minute_calendar(h0, n)
+    z = ar1(n, 60.0, 1800.0, rng)
+    active = (import_scipy("scipy.special").ndtr(z) < active_prob).astype(float)  # ndtr: scipy.stats.norm.cdf
     p = np.full(n, _STANDBY_KW)
     p += _FRIDGE_KW * (((np.arange(n) + rng.integers(_FRIDGE_PERIOD_MIN)) % _FRIDGE_PERIOD_MIN) < 15)
-    p += _LIGHT_KW * active * _dark(hours % 24.0)
-    for _name, kw, minutes, rate_per_h, weight in _APPLIANCES:
-        w = np.ones(n) if weight is None else weight[hod] / weight.mean()
-        starts = np.flatnonzero(rng.random(n) < active * w * rate_per_h / 60.0)
-        for s in starts:
-            dur = max(1, int(round(minutes * rng.uniform(0.7, 1.3))))
+    p += active * light_kw
+    for (_name, kw, minutes, _rate, _weight), start in zip(_APPLIANCES, start_prob, strict=True):
+        starts = np.flatnonzero(rng.random(n) < active * start)
+        # one draw per start, in order: the same numbers as a scalar draw per start
+        durations = np.maximum(1, np.rint(minutes * rng.uniform(0.7, 1.3, len(starts))).astype(int))
+        for s, dur in zip(starts.tolist(), durations.tolist(), strict=True):
             p[s : s + dur] += kw
     return p * np.clip(1.0 + 0.05 * rng.standard_normal(n), 0.5, 1.5)
 
@@ -534,11 +572,12 @@ def _house_load(cfg: LoadConfig, start: datetime, n_steps: int, step_s: int, see
         return read_profile_csv(cfg.csv, start, n_steps, step_s, run_steps)
     if step_s % 60:
         raise ConfigError(f"step_s={step_s} must be a whole number of minutes for the load model")
+    import pandas as pd
+
     per = step_s // 60
     ts = pd.Timestamp(start)
     h0 = ts.hour + ts.minute / 60.0 + ts.second / 3600.0
-    hours = h0 + np.arange(n_steps * per) / 60.0
-    raw = _raw_load_minutes(hours, np.random.default_rng(seed)).reshape(n_steps, per).mean(axis=1)
+    raw = _raw_load_minutes(h0, n_steps * per, np.random.default_rng(seed)).reshape(n_steps, per).mean(axis=1)
     days = n_steps * step_s / 86400.0
     energy = raw.sum() * step_s / 3600.0
     return raw * (cfg.daily_kwh * days / energy) if energy > 0 else raw
