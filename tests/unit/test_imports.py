@@ -25,7 +25,7 @@ def _loaded_after(code: str) -> dict[str, bool]:
 @pytest.mark.parametrize("kind, needs", [
     ("iso", {"pyomo.environ"}),        # clears its LP with Pyomo; pandas only to read a price or regulation file
     ("vpp_market", set()),             # Pyomo only with the bilateral mechanism, at its first clearing
-    ("vpp", {"pyomo.environ"}),
+    ("vpp", set()),                    # its offer MILP goes straight into highspy; Pyomo as vpp_market's
     ("transmission", {"scipy"}),       # PYPOWER
 ])
 def test_a_federate_imports_only_what_it_uses(kind, needs):
