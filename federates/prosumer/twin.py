@@ -50,7 +50,7 @@ class BackgroundTwin:
             2, len(self.times_s), n)
         ctx = mp.get_context("fork")
         self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_run, args=(fleet, steps, planned_at, self._out, send, nice),
+        self._proc = ctx.Process(target=_run, args=(fleet, steps, planned_at, self._out, send, self._recv, nice),
                                  name="topdown-twin", daemon=True)
         self._proc.start()
         send.close()  # the parent keeps only the reading end: EOF when the child is gone
@@ -86,8 +86,9 @@ class BackgroundTwin:
         self.close()
 
 
-def _run(fleet: ProsumerFleet, steps: list[Step], planned_at, out: np.ndarray, send, nice: int) -> None:
+def _run(fleet: ProsumerFleet, steps: list[Step], planned_at, out: np.ndarray, send, recv, nice: int) -> None:
     """The child: make the twin and drive it as the federate would, publishing each interval as it is done."""
+    recv.close()  # the parent's end: once the parent is gone, sending fails instead of filling the pipe for ever
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the federate
         if os.getppid() == 1:
